@@ -1,0 +1,1 @@
+"""Speculative decoding evaluation: engine, prompt sets, acceptance proxy, benchmark runner, report."""
