@@ -68,8 +68,15 @@ class ModelShape:
     def problems(self) -> list[str]:
         """Every reason this shape is invalid (empty when valid)."""
         out: list[str] = []
-        for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "intermediate_size",
-                     "vocab_size", "max_positions"):
+        for name in (
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "num_kv_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_positions",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 out.append(f"{name} must be a positive integer, got {value!r}")

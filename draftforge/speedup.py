@@ -48,8 +48,10 @@ def alpha_from_tau(tau_value: float, gamma: int, tol: float = 1e-12) -> float:
     _check_gamma(gamma)
     if not 1.0 <= tau_value <= gamma + 1 + 1e-9:
         raise DraftforgeError(f"tau must be in [1, gamma+1] = [1, {gamma + 1}], got {tau_value!r}")
-    if gamma == 0:
+    if gamma == 0 or tau_value <= 1.0:
         return 0.0
+    if tau_value >= gamma + 1:
+        return 1.0
     lo, hi = 0.0, 1.0
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)

@@ -186,8 +186,7 @@ def _target_from_config_file(path: Path) -> Target:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DraftforgeError(f"{path} is not a valid config.json ({exc})") from None
     shape = ModelShape.from_hf_config(config)
-    return Target(name=path.parent.name, shape=shape, tokenizer=_tokenizer_key(shape),
-                  source=str(path))
+    return Target(name=path.parent.name, shape=shape, tokenizer=_tokenizer_key(shape), source=str(path))
 
 
 def _target_from_hub(repo_id: str) -> Target:
@@ -201,8 +200,13 @@ def _target_from_hub(repo_id: str) -> Target:
             f"{str(exc).splitlines()[0]}"
         ) from None
     shape = ModelShape.from_hf_config(config)
-    return Target(name=repo_id.split("/")[-1].lower(), shape=shape, hub_id=repo_id,
-                  tokenizer=_tokenizer_key(shape), source=f"hub:{repo_id}")
+    return Target(
+        name=repo_id.split("/")[-1].lower(),
+        shape=shape,
+        hub_id=repo_id,
+        tokenizer=_tokenizer_key(shape),
+        source=f"hub:{repo_id}",
+    )
 
 
 def _tokenizer_key(shape: ModelShape) -> str | None:
@@ -219,8 +223,11 @@ def same_tokenizer_targets(target: Target) -> list[Target]:
         return []
     own = target.shape.param_count()
     return sorted(
-        (t for t in _targets().values()
-         if t.tokenizer == target.tokenizer and t.shape.param_count() < own and t.name != target.name),
+        (
+            t
+            for t in _targets().values()
+            if t.tokenizer == target.tokenizer and t.shape.param_count() < own and t.name != target.name
+        ),
         key=lambda t: t.shape.param_count(),
     )
 

@@ -6,8 +6,12 @@ import typer
 
 from draftforge.cli._common import JSON_OPTION, console, ms, print_json
 
-hardware_app = typer.Typer(help="Accelerators draftforge knows (spec sheets with sources).", no_args_is_help=True)
-targets_app = typer.Typer(help="Target models draftforge knows (published config.json shapes).", no_args_is_help=True)
+hardware_app = typer.Typer(
+    help="Accelerators draftforge knows (spec sheets with sources).", no_args_is_help=True
+)
+targets_app = typer.Typer(
+    help="Target models draftforge knows (published config.json shapes).", no_args_is_help=True
+)
 
 
 @hardware_app.command("list")
@@ -28,9 +32,15 @@ def hardware_list(as_json: bool = JSON_OPTION) -> None:
         if h.kind == "cpu":
             table.add_row(h.name, "", h.display_name, "-", "-", "-", "-")
             continue
-        table.add_row(h.name, ", ".join(h.aliases), h.display_name, f"{h.peak_flops / 1e12:.0f}",
-                      f"{h.memory_bandwidth / 1e12:.3f}", f"{h.memory_bytes / 1e9:.0f}",
-                      f"{h.interconnect_bandwidth / 1e9:.0f} ({h.interconnect})")
+        table.add_row(
+            h.name,
+            ", ".join(h.aliases),
+            h.display_name,
+            f"{h.peak_flops / 1e12:.0f}",
+            f"{h.memory_bandwidth / 1e12:.3f}",
+            f"{h.memory_bytes / 1e9:.0f}",
+            f"{h.interconnect_bandwidth / 1e9:.0f} ({h.interconnect})",
+        )
     console().print(table)
 
 
@@ -50,7 +60,9 @@ def hardware_show(name: str, as_json: bool = JSON_OPTION) -> None:
         return
     out.print(f"  dense bf16/fp16: {h.peak_flops / 1e12:.0f} TFLOP/s")
     out.print(f"  memory: {h.memory_bytes / 1e9:.0f} GB at {h.memory_bandwidth / 1e12:.3f} TB/s")
-    out.print(f"  tensor-parallel link: {h.interconnect}, {h.interconnect_bandwidth / 1e9:.0f} GB/s per direction")
+    out.print(
+        f"  tensor-parallel link: {h.interconnect}, {h.interconnect_bandwidth / 1e9:.0f} GB/s per direction"
+    )
     for key, src in h.sources.items():
         out.print(f"  [dim]{key}: {src}[/dim]")
 
@@ -67,13 +79,31 @@ def targets_list(as_json: bool = JSON_OPTION) -> None:
     from rich.table import Table
 
     table = Table(title="target catalog")
-    for col in ("name", "params", "layers", "hidden", "heads/kv", "intermediate", "vocab", "mlp", "tokenizer"):
+    for col in (
+        "name",
+        "params",
+        "layers",
+        "hidden",
+        "heads/kv",
+        "intermediate",
+        "vocab",
+        "mlp",
+        "tokenizer",
+    ):
         table.add_column(col)
     for t in items:
         s = t.shape
-        table.add_row(t.name, f"{s.param_count() / 1e9:.2f}B", str(s.num_layers), str(s.hidden_size),
-                      f"{s.num_heads}/{s.num_kv_heads}", str(s.intermediate_size), str(s.vocab_size), s.mlp,
-                      t.tokenizer or "-")
+        table.add_row(
+            t.name,
+            f"{s.param_count() / 1e9:.2f}B",
+            str(s.num_layers),
+            str(s.hidden_size),
+            f"{s.num_heads}/{s.num_kv_heads}",
+            str(s.intermediate_size),
+            str(s.vocab_size),
+            s.mlp,
+            t.tokenizer or "-",
+        )
     console().print(table)
 
 
@@ -91,21 +121,26 @@ def targets_show(name: str, as_json: bool = JSON_OPTION) -> None:
         print_json(d)
         return
     out = console()
-    out.print(f"[bold]{t.name}[/bold] ({t.hub_id or t.source}) — {t.shape.param_count() / 1e9:.3f}B parameters")
+    out.print(
+        f"[bold]{t.name}[/bold] ({t.hub_id or t.source}) — {t.shape.param_count() / 1e9:.3f}B parameters"
+    )
     for key, value in t.shape.to_dict().items():
         out.print(f"  {key}: {value}")
     out.print(f"  mlp: {t.shape.mlp}; tokenizer: {t.tokenizer}; license: {t.license}")
-    out.print(f"  weights (bf16): {d['weight_bytes_bf16'] / 1e9:.2f} GB; KV cache: "
-              f"{d['kv_bytes_per_token_bf16'] / 1e6:.3f} MB per token")
+    out.print(
+        f"  weights (bf16): {d['weight_bytes_bf16'] / 1e9:.2f} GB; KV cache: "
+        f"{d['kv_bytes_per_token_bf16'] / 1e6:.3f} MB per token"
+    )
 
 
 def predict(
     gpu: str = typer.Option(..., "--gpu", help="Catalog accelerator (e.g. a100, h100, l4)."),
     target: str = typer.Option(None, "--target", help="Catalog target, config.json path or Hub id."),
     shape: str = typer.Option(
-        None, "--shape",
+        None,
+        "--shape",
         help="Explicit shape instead of --target: 'layers=5,hidden=4096,heads=32,kv_heads=32,"
-             "intermediate=11008,vocab=32000[,family=llama]'.",
+        "intermediate=11008,vocab=32000[,family=llama]'.",
     ),
     batch_size: int = typer.Option(1, "--batch-size", min=1),
     context: int = typer.Option(512, "--context", min=0, help="Cached tokens per sequence."),
@@ -124,7 +159,6 @@ def predict(
     from draftforge.catalog import resolve_target
     from draftforge.errors import DraftforgeError
     from draftforge.latency.analytic import AnalyticLatencyModel
-    from draftforge.shapes import ModelShape
 
     if (target is None) == (shape is None):
         raise DraftforgeError("give exactly one of --target or --shape")
@@ -144,17 +178,28 @@ def predict(
         result = lat.breakdown(model_shape, batch_size, context, tokens)
         label = lat.label
     out = {
-        "gpu": gpu, "model": model_name, "latency_model": label, "shape": model_shape.to_dict(),
-        "params": model_shape.param_count(), "batch_size": batch_size, "context": context,
-        "tokens": tokens, "dtype": dtype, "tp": tp, "runtime": runtime, **result,
+        "gpu": gpu,
+        "model": model_name,
+        "latency_model": label,
+        "shape": model_shape.to_dict(),
+        "params": model_shape.param_count(),
+        "batch_size": batch_size,
+        "context": context,
+        "tokens": tokens,
+        "dtype": dtype,
+        "tp": tp,
+        "runtime": runtime,
+        **result,
     }
     if as_json:
         print_json(out)
         return
     from rich.table import Table
 
-    table = Table(title=f"{model_name} ({model_shape.describe()}) on {label}: "
-                        f"batch {batch_size}, context {context}, {tokens} token(s)/forward")
+    table = Table(
+        title=f"{model_name} ({model_shape.describe()}) on {label}: "
+        f"batch {batch_size}, context {context}, {tokens} token(s)/forward"
+    )
     table.add_column("term")
     table.add_column("ms", justify="right")
     table.add_column("share", justify="right")
@@ -163,13 +208,20 @@ def predict(
     table.add_row("[bold]total[/bold]", f"[bold]{ms(result['total_s'])}[/bold]", "100%")
     console().print(table)
     if result.get("bound"):
-        console().print(f"layers are {result['bound']}-bound; bandwidth floor "
-                        f"{ms(result['bandwidth_floor_s'])} ms")
+        console().print(
+            f"layers are {result['bound']}-bound; bandwidth floor {ms(result['bandwidth_floor_s'])} ms"
+        )
 
 
 _SHAPE_KEYS = {
-    "layers": "num_layers", "hidden": "hidden_size", "heads": "num_heads", "kv_heads": "num_kv_heads",
-    "intermediate": "intermediate_size", "vocab": "vocab_size", "family": "family", "tied": "tie_embeddings",
+    "layers": "num_layers",
+    "hidden": "hidden_size",
+    "heads": "num_heads",
+    "kv_heads": "num_kv_heads",
+    "intermediate": "intermediate_size",
+    "vocab": "vocab_size",
+    "family": "family",
+    "tied": "tie_embeddings",
 }
 
 
@@ -195,7 +247,9 @@ def parse_shape(text: str):
                 values[field] = int(value)
             except ValueError:
                 raise DraftforgeError(f"--shape {key} must be an integer, got {value!r}") from None
-    missing = [k for k, f in _SHAPE_KEYS.items() if f not in values and k not in ("kv_heads", "family", "tied")]
+    missing = [
+        k for k, f in _SHAPE_KEYS.items() if f not in values and k not in ("kv_heads", "family", "tied")
+    ]
     if missing:
         raise DraftforgeError(f"--shape is missing {', '.join(missing)}")
     values.setdefault("num_kv_heads", values["num_heads"])

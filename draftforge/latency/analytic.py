@@ -38,13 +38,9 @@ class AnalyticConstants:
     #: Fixed cost per decoder layer, by runtime. Eager: HF modules add Python and launch overhead
     #: "often 100+ µs per layer" for ~10-20 kernels (REFERENCE.md §3). CUDA graphs cut a launch to
     #: ~1 µs, leaving ~15 small kernels' fixed cost per layer.
-    layer_overhead_s: dict[str, float] = field(
-        default_factory=lambda: {"eager": 100e-6, "cuda-graph": 15e-6}
-    )
+    layer_overhead_s: dict[str, float] = field(default_factory=lambda: {"eager": 100e-6, "cuda-graph": 15e-6})
     #: Fixed cost per forward outside the layers (embedding, final norm, sampling, Python loop).
-    step_overhead_s: dict[str, float] = field(
-        default_factory=lambda: {"eager": 300e-6, "cuda-graph": 30e-6}
-    )
+    step_overhead_s: dict[str, float] = field(default_factory=lambda: {"eager": 300e-6, "cuda-graph": 30e-6})
     #: Latency of one small NCCL all-reduce on NVLink (message-size independent part), seconds.
     allreduce_latency_s: float = 8e-6
 
