@@ -1,0 +1,659 @@
+"""Measure decode-forward latency of many draft shapes on the local device and fit a latency model.
+
+`run(ProfileConfig(...)) -> Path` walks a grid of shapes (layers x hidden x FFN ratio x KV groups,
+within a parameter range) in an order whose every prefix covers the grid evenly (farthest-point
+order), so a short `budget_minutes` still spans it. Each shape becomes a real transformers model
+with random weights (built on the meta device, then materialised: one model alive at a time), a KV
+cache is filled to each context length, and the forward of `tokens` new tokens is timed with
+warm-up, synchronisation (CUDA events on GPU, perf_counter on CPU), several repeats and trimmed
+statistics (median, p10, p90) — the HAT recipe (STYLE.md). Runtime modes: eager (DynamicCache,
+what HF generate runs) everywhere; on CUDA also cuda-graph (StaticCache, one captured graph per
+workload, what fast engines run). The measurements, a fitted model and its held-out error report go
+into one `draftforge.profile/1` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import inspect
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from draftforge.errors import DraftforgeError
+from draftforge.latency.analytic import RUNTIMES, Runtime
+from draftforge.latency.model import (
+    PROFILE_SCHEMA,
+    Measurement,
+    canonical_dtype,
+    default_profile_path,
+    local_device_name,
+)
+from draftforge.shapes import DTYPE_BYTES, FAMILIES, Family, ModelShape
+
+#: device defaults: CPU grids stay small (fp32, 2 shared cores); GPU grids reach 7B-class widths.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cpu": dict(
+        layers=(1, 2, 3, 4, 6, 8, 12, 16),
+        hidden=(128, 256, 384, 512, 768, 1024, 1536),
+        max_params=300_000_000,
+        contexts=(128, 1024),
+        warmup=2,
+        min_repeats=5,
+        max_repeats=25,
+        seconds_per_workload=0.25,
+    ),
+    "cuda": dict(
+        layers=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+        hidden=(256, 512, 768, 1024, 1536, 2048, 3072, 4096),
+        max_params=4_000_000_000,
+        contexts=(256, 2048),
+        warmup=5,
+        min_repeats=10,
+        max_repeats=50,
+        seconds_per_workload=0.05,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What to measure and where. Unset (None) fields take the device defaults in `_DEFAULTS`."""
+
+    #: "cpu" or "cuda" / "cuda:N"
+    device: str = "cpu"
+    #: storage and compute dtype; None: fp32 on CPU (bf16 on CPU is slow and unrepresentative), bf16 on CUDA
+    dtype: str | None = None
+    #: "eager" (DynamicCache) or "cuda-graph" (StaticCache + captured CUDA graph; CUDA only)
+    runtime: Runtime = "eager"
+    #: wall-clock budget of the whole run, fit and file included
+    budget_minutes: float = 5.0
+    #: output file; None: `default_profile_path(device, dtype, runtime)` in the user cache
+    out: str | None = None
+    #: replace an existing output file
+    overwrite: bool = False
+    #: torch CPU threads (fixed for the run and recorded); None: all cores
+    threads: int | None = None
+    layers: tuple[int, ...] | None = None
+    hidden: tuple[int, ...] | None = None
+    #: intermediate_size / hidden_size (rounded to a multiple of 64); 2.75 is LLaMA's ratio, 4 GPT's
+    ffn_ratios: tuple[float, ...] = (2.75, 4.0)
+    #: query heads per KV head (1 = multi-head attention)
+    kv_groups: tuple[int, ...] = (1, 4)
+    head_dim: int = 64
+    vocab_size: int = 32000
+    family: Family = "llama"
+    min_params: int = 0
+    max_params: int | None = None
+    batch_sizes: tuple[int, ...] = (1,)
+    #: cached tokens per sequence before the timed forward
+    contexts: tuple[int, ...] | None = None
+    #: new tokens per forward: 1 is a draft step, γ+1 a verification
+    tokens: tuple[int, ...] = (1, 5)
+    warmup: int | None = None
+    min_repeats: int | None = None
+    max_repeats: int | None = None
+    #: repeats stop after min_repeats once this much time went into one workload
+    seconds_per_workload: float | None = None
+    #: folds of the held-out (grouped k-fold) error report
+    folds: int = 5
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise DraftforgeError("invalid profile settings: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            out.append(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.dtype is not None and self.dtype not in DTYPE_BYTES:
+            out.append(f"dtype must be one of fp32, bf16, fp16, got {self.dtype!r}")
+        elif self.dtype is not None and canonical_dtype(self.dtype) not in ("fp32", "bf16", "fp16"):
+            out.append(f"dtype {self.dtype!r} cannot be profiled; use fp32, bf16 or fp16")
+        if self.runtime not in RUNTIMES:
+            out.append(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        elif self.runtime == "cuda-graph" and not self.device.startswith("cuda"):
+            out.append("runtime cuda-graph needs --device cuda")
+        if not (self.budget_minutes > 0 and math.isfinite(self.budget_minutes)):
+            out.append(f"budget_minutes must be positive, got {self.budget_minutes!r}")
+        if self.family not in FAMILIES:
+            out.append(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        for name in ("layers", "hidden", "kv_groups", "batch_sizes", "tokens"):
+            values = getattr(self, name)
+            if values is not None and (not values or any(not isinstance(v, int) or v < 1 for v in values)):
+                out.append(f"{name} must be a non-empty list of positive integers, got {values!r}")
+        if self.contexts is not None and (not self.contexts or any(c < 0 for c in self.contexts)):
+            out.append(f"contexts must be a non-empty list of integers >= 0, got {self.contexts!r}")
+        if not self.ffn_ratios or any(r <= 0 for r in self.ffn_ratios):
+            out.append(f"ffn_ratios must be positive, got {self.ffn_ratios!r}")
+        for name in ("head_dim", "vocab_size", "folds"):
+            if getattr(self, name) < 1:
+                out.append(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.threads is not None and self.threads < 1:
+            out.append(f"threads must be positive, got {self.threads!r}")
+        for name in ("warmup", "min_repeats", "max_repeats"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "warmup" else 1):
+                out.append(f"{name} must be {'>= 0' if name == 'warmup' else 'positive'}, got {value!r}")
+        if self.max_params is not None and self.max_params < self.min_params:
+            out.append(f"max_params ({self.max_params}) is below min_params ({self.min_params})")
+        return out
+
+    def resolved(self) -> ProfileConfig:
+        """A copy with every None filled from the device defaults."""
+        defaults = _DEFAULTS["cuda" if self.device.startswith("cuda") else "cpu"]
+        changes: dict[str, Any] = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.dtype is None:
+            changes["dtype"] = "bf16" if self.device.startswith("cuda") else "fp32"
+        else:
+            changes["dtype"] = canonical_dtype(self.dtype)
+        if self.threads is None and self.device == "cpu":
+            changes["threads"] = os.cpu_count() or 1
+        return dataclasses.replace(self, **changes)
+
+
+# ---- the grid ------------------------------------------------------------------------------------
+def shape_grid(config: ProfileConfig) -> list[ModelShape]:
+    """Every valid shape of the (resolved) config's grid within its parameter range, in grid order."""
+    shapes: list[ModelShape] = []
+    for layers in config.layers or ():
+        for hidden in config.hidden or ():
+            if hidden % config.head_dim:
+                continue
+            heads = hidden // config.head_dim
+            for ratio in config.ffn_ratios:
+                inter = max(64, int(round(ratio * hidden / 64)) * 64)
+                for groups in config.kv_groups:
+                    if heads % groups or (config.family == "opt" and groups != 1):
+                        continue
+                    shape = ModelShape(
+                        num_layers=layers,
+                        hidden_size=hidden,
+                        num_heads=heads,
+                        num_kv_heads=heads // groups,
+                        intermediate_size=inter,
+                        vocab_size=config.vocab_size,
+                        family=config.family,
+                        max_positions=max(4096, max(config.contexts or (0,)) + max(config.tokens) + 8),
+                    )
+                    params = shape.param_count()
+                    if params >= config.min_params and (
+                        config.max_params is None or params <= config.max_params
+                    ):
+                        shapes.append(shape)
+    if not shapes:
+        raise DraftforgeError(
+            "no shape of the profile grid is feasible (check that hidden sizes are multiples of "
+            f"head_dim {config.head_dim} and the parameter range {config.min_params:,}..{config.max_params:,} "
+            "admits some shape)"
+        )
+    return shapes
+
+
+def coverage_order(shapes: list[ModelShape]) -> list[ModelShape]:
+    """Farthest-point order: each next shape is the one farthest from all chosen so far.
+
+    Distances are in (log2 layers, log2 hidden) with FFN ratio and KV grouping as minor axes, so any
+    prefix spreads evenly over depth and width; starts with the smallest shape.
+    """
+
+    def coords(s: ModelShape) -> tuple[float, ...]:
+        return (
+            math.log2(s.num_layers),
+            math.log2(s.hidden_size),
+            0.5 * s.intermediate_size / s.hidden_size,
+            0.25 * math.log2(s.num_heads // s.num_kv_heads),
+        )
+
+    points = [coords(s) for s in shapes]
+    remaining = list(range(len(shapes)))
+    first = min(remaining, key=lambda i: shapes[i].param_count())
+    order = [first]
+    remaining.remove(first)
+    dist = {i: math.dist(points[i], points[first]) for i in remaining}
+    while remaining:
+        nxt = max(remaining, key=lambda i: (dist[i], -i))
+        order.append(nxt)
+        remaining.remove(nxt)
+        for i in remaining:
+            dist[i] = min(dist[i], math.dist(points[i], points[nxt]))
+    return [shapes[i] for i in order]
+
+
+# ---- timing ----------------------------------------------------------------------------------------
+def trimmed_stats(samples: list[float]) -> dict[str, float]:
+    """median, p10, p90 (linear interpolation) of timing samples in seconds."""
+    xs = sorted(samples)
+
+    def q(p: float) -> float:
+        pos = p * (len(xs) - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    return {"median_s": q(0.5), "p10_s": q(0.1), "p90_s": q(0.9)}
+
+
+def time_repeats(
+    forward: Callable[[], Any],
+    reset: Callable[[], Any],
+    timer: Callable[[Callable[[], Any]], float],
+    warmup: int,
+    min_repeats: int,
+    max_repeats: int,
+    seconds: float,
+) -> list[float]:
+    """Warm up, then time `forward` (with `reset` untimed before each call) until `min_repeats`
+    samples and `seconds` spent, or `max_repeats`."""
+    for _ in range(warmup):
+        reset()
+        forward()
+    samples: list[float] = []
+    while len(samples) < max_repeats and (len(samples) < min_repeats or sum(samples) < seconds):
+        reset()
+        samples.append(timer(forward))
+    return samples
+
+
+def cpu_timer(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cuda_timer(fn: Callable[[], Any]) -> float:
+    """Seconds of `fn` on the current CUDA stream, by CUDA events (synchronised)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+# ---- models and workloads --------------------------------------------------------------------------
+def build_model(shape: ModelShape, dtype, device):
+    """A random-weight transformers model of `shape`: built on the meta device, then materialised.
+
+    Weights are uniform(-0.02, 0.02); values do not change the kernels timed, but NaN or denormal
+    garbage from uninitialised memory could, hence the fill.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = shape.to_hf_config()
+    config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model = model.to_empty(device=device)
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.uniform_(-0.02, 0.02)
+    return model.eval()
+
+
+def _cache_kwarg(model) -> str:
+    """transformers 5.x calls the cache `cache=`; earlier releases `past_key_values=`."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _random_kv(model, batch_size: int, length: int):
+    import torch
+
+    cfg = model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    param = next(model.parameters())
+    return torch.randn(batch_size, heads, length, head_dim, dtype=param.dtype, device=param.device)
+
+
+def eager_workload(model, batch_size: int, context: int, tokens: int):
+    """(forward, reset) for a DynamicCache holding `context` tokens; reset crops the new tokens off."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    if context > 0:
+        for layer in range(model.config.num_hidden_layers):
+            cache.update(
+                _random_kv(model, batch_size, context), _random_kv(model, batch_size, context), layer
+            )
+    device = next(model.parameters()).device
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, tokens), device=device)
+    kwargs = {_cache_kwarg(model): cache, "use_cache": True}
+
+    def forward():
+        with torch.inference_mode():
+            return model(input_ids=ids, **kwargs)
+
+    def reset():
+        if cache.get_seq_length() > context:
+            cache.crop(-tokens)
+
+    return forward, reset
+
+
+def static_workload(model, batch_size: int, context: int, tokens: int, capture: bool):
+    """(forward, reset) on a StaticCache of `context + tokens` slots; with `capture`, the forward is
+    one captured CUDA graph replayed (the fast-engine runtime). Without `capture` it runs eagerly
+    (used on CPU by the tests to check the forward is free of host syncs)."""
+    import torch
+    from transformers import StaticCache
+
+    cfg = model.config
+    cache = StaticCache(config=cfg, max_cache_len=context + tokens)
+    device = next(model.parameters()).device
+    if context > 0:
+        position = torch.arange(context, device=device)
+        for layer in range(cfg.num_hidden_layers):
+            cache.update(
+                _random_kv(model, batch_size, context),
+                _random_kv(model, batch_size, context),
+                layer,
+                {"cache_position": position},
+            )
+    ids = torch.randint(0, cfg.vocab_size, (batch_size, tokens), device=device)
+    position_ids = torch.arange(context, context + tokens, device=device).expand(batch_size, tokens)
+    kwargs: dict[str, Any] = {
+        "input_ids": ids,
+        "position_ids": position_ids,
+        _cache_kwarg(model): cache,
+        "use_cache": True,
+    }
+    if "cache_position" in inspect.signature(model.forward).parameters:  # transformers < 5.2x
+        kwargs["cache_position"] = torch.arange(context, context + tokens, device=device)
+    lengths = [getattr(layer, "cumulative_length", None) for layer in getattr(cache, "layers", [])]
+    lengths = [t for t in lengths if isinstance(t, torch.Tensor)]
+
+    def reset():
+        # transformers >= 5.2x advances a per-layer write position in place; rewind it so every
+        # replay writes the same slots (older releases write at the explicit cache_position).
+        for t in lengths:
+            t.fill_(context)
+
+    def eager_forward():
+        with torch.inference_mode():
+            return model(**kwargs)
+
+    if not capture:
+        return eager_forward, reset
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm up outside the graph (allocations, lazy init, cuBLAS handles)
+            reset()
+            eager_forward()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    reset()
+    with torch.inference_mode(), torch.cuda.graph(graph):
+        model(**kwargs)
+    return graph.replay, reset
+
+
+def _available_bytes(device: str) -> float:
+    """Memory a profiled model may use: half of MemAvailable on a shared host, 85% of free GPU memory."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return 0.85 * free
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return 0.5 * int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("inf")
+
+
+def _needed_bytes(shape: ModelShape, config: ProfileConfig) -> float:
+    b = DTYPE_BYTES[config.dtype or "fp32"]
+    batch, ctx, tok = max(config.batch_sizes), max(config.contexts or (0,)), max(config.tokens)
+    logits = batch * tok * shape.vocab_size * 4
+    kv = batch * (ctx + tok) * shape.kv_bytes_per_token(config.dtype or "fp32") * 2  # old + concatenated
+    return shape.param_count() * b + kv + 4 * logits
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def measure_shape(model, shape: ModelShape, config: ProfileConfig, timer) -> list[Measurement]:
+    """Time every (batch, context, tokens) workload of the config on one built model."""
+    out: list[Measurement] = []
+    for batch in config.batch_sizes:
+        for context in config.contexts or ():
+            for tokens in config.tokens:
+                if config.runtime == "cuda-graph":
+                    forward, reset = static_workload(model, batch, context, tokens, capture=True)
+                else:
+                    forward, reset = eager_workload(model, batch, context, tokens)
+                samples = time_repeats(
+                    forward,
+                    reset,
+                    timer,
+                    config.warmup or 0,
+                    config.min_repeats or 1,
+                    config.max_repeats or 1,
+                    config.seconds_per_workload or 0.0,
+                )
+                del forward, reset
+                stats = trimmed_stats(samples)
+                out.append(
+                    Measurement(
+                        shape=shape,
+                        batch_size=batch,
+                        context=context,
+                        tokens=tokens,
+                        repeats=len(samples),
+                        **stats,
+                    )
+                )
+    return out
+
+
+# ---- the run -------------------------------------------------------------------------------------
+def run(config: ProfileConfig) -> Path:
+    """Profile the device within the budget, fit, and write the profile file; returns its path."""
+    t_start = time.perf_counter()
+    import torch
+
+    config = config.resolved()
+    budget_s = config.budget_minutes * 60.0
+    device = config.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DraftforgeError(
+            f"device {device!r} asked for, but no CUDA device is available; use --device cpu"
+        )
+    device_name = local_device_name() if device.startswith("cuda") else "cpu"
+    out = Path(config.out) if config.out else default_profile_path(device_name, config.dtype, config.runtime)
+    if out.exists() and not config.overwrite:
+        raise DraftforgeError(f"{out} exists; choose another --out or pass --overwrite")
+    shapes = coverage_order(shape_grid(config))
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.dtype]
+    previous_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    timer = cuda_timer if device.startswith("cuda") else cpu_timer
+    # Keep time for fitting and writing: the cross-validated fit takes a few seconds.
+    deadline = t_start + budget_s - min(20.0, 0.1 * budget_s)
+    measurements: list[Measurement] = []
+    skipped: list[dict[str, Any]] = []
+    costs: list[tuple[float, float]] = []  # (weight bytes + offset, seconds) per measured shape
+    available = _available_bytes(device)
+    try:
+        with _progress(
+            config.progress, budget_s, f"profiling {device_name} {config.dtype} {config.runtime}"
+        ) as bar:
+            for shape in shapes:
+                now = time.perf_counter()
+                bar(now - t_start, f"{len(measurements)} points; {shape.describe()}")
+                size = shape.weight_bytes(config.dtype) + 2e7
+                estimate = _estimate_cost(costs, size)
+                if now >= deadline or (costs and now + estimate > deadline):
+                    skipped.append({"shape": shape.to_dict(), "reason": "time budget"})
+                    continue
+                if _needed_bytes(shape, config) > available:
+                    skipped.append({"shape": shape.to_dict(), "reason": "does not fit in memory"})
+                    continue
+                model = None
+                try:
+                    model = build_model(shape, torch_dtype, device)
+                    measurements.extend(measure_shape(model, shape, config, timer))
+                    costs.append((size, time.perf_counter() - now))
+                except Exception as exc:  # a shape that fails is recorded, not fatal
+                    if not (_is_oom(exc) or config.runtime == "cuda-graph"):
+                        raise
+                    reason = (
+                        "does not fit in memory"
+                        if _is_oom(exc)
+                        else f"failed: {str(exc).splitlines()[0][:200]}"
+                    )
+                    skipped.append({"shape": shape.to_dict(), "reason": reason})
+                finally:
+                    del model
+                    gc.collect()
+                    if device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+            bar(time.perf_counter() - t_start, f"{len(measurements)} points; fitting")
+        if not measurements:
+            raise DraftforgeError(
+                f"no shape could be measured within {config.budget_minutes} minutes "
+                f"({len(skipped)} skipped: {skipped[0]['reason'] if skipped else 'none'}); "
+                "raise --budget-minutes or shrink the grid"
+            )
+        fingerprint = _fingerprint(device, device_name, config)
+        obj = build_profile(measurements, skipped, config, fingerprint, time.perf_counter() - t_start)
+    finally:
+        torch.set_num_threads(previous_threads)
+    from draftforge.files import write_json
+
+    obj["elapsed_s"] = time.perf_counter() - t_start
+    return write_json(out, obj)
+
+
+def _estimate_cost(costs: list[tuple[float, float]], size: float) -> float:
+    """Seconds to build and time a shape of `size` bytes, from the median seconds-per-byte so far."""
+    if not costs:
+        return 0.0
+    rates = sorted(sec / b for b, sec in costs)
+    return rates[len(rates) // 2] * size
+
+
+def _fingerprint(device: str, device_name: str, config: ProfileConfig) -> dict[str, Any]:
+    from draftforge.provenance import device_fingerprint
+
+    info = dict(device_fingerprint(device))
+    info["name"] = device_name
+    info["threads"] = config.threads if device == "cpu" else None
+    return info
+
+
+def build_profile(
+    measurements: list[Measurement],
+    skipped: list[dict[str, Any]],
+    config: ProfileConfig,
+    fingerprint: dict[str, Any],
+    elapsed_s: float,
+) -> dict[str, Any]:
+    """The `draftforge.profile/1` object: provenance, settings, measurements, fitted model, errors."""
+    from draftforge.latency.features import FEATURES
+    from draftforge.latency.fit import fit_model, held_out_report
+    from draftforge.provenance import library_versions, now_iso
+
+    name = str(fingerprint["name"])
+    model = fit_model(measurements, config.dtype or "fp32", config.runtime, name)
+    try:
+        report: dict[str, Any] | None = held_out_report(
+            measurements, config.dtype or "fp32", folds=config.folds
+        )
+    except DraftforgeError as exc:
+        report = {"method": "not computed", "reason": str(exc)}
+    settings = dataclasses.asdict(config)
+    for key in ("out", "overwrite", "progress"):
+        settings.pop(key)
+    return {
+        "schema": PROFILE_SCHEMA,
+        "created": now_iso(),
+        "versions": library_versions(),
+        "device": fingerprint,
+        "dtype": config.dtype,
+        "runtime": config.runtime,
+        "settings": settings,
+        "elapsed_s": elapsed_s,
+        "measurements": [m.to_dict() for m in measurements],
+        "skipped": skipped,
+        "model": {
+            "kind": "nnls-relative",
+            "features": {n: {"kind": k, "unit": u, "meaning": d} for n, (k, u, d) in FEATURES.items()},
+            "coefficients": dict(model.coefficients),
+        },
+        "error_report": report,
+        "spec_sheet": _spec_sheet_comparison(measurements, config, name),
+    }
+
+
+def _spec_sheet_comparison(measurements: list[Measurement], config: ProfileConfig, name: str) -> dict | None:
+    """How far the catalog spec-sheet model is from the measurements (catalog GPUs only)."""
+    from draftforge.catalog import get_hardware
+    from draftforge.latency.analytic import AnalyticLatencyModel
+    from draftforge.latency.fit import evaluate_model
+
+    try:
+        hw = get_hardware(name)
+    except DraftforgeError:
+        return None
+    if not hw.has_spec_sheet:
+        return None
+    spec = AnalyticLatencyModel(hardware=hw, dtype=config.dtype or "bf16", runtime=config.runtime)
+    return evaluate_model(spec, measurements)
+
+
+class _progress:
+    """A rich progress bar over the time budget (ETA = budget left), or nothing when disabled."""
+
+    def __init__(self, enabled: bool, total_s: float, title: str) -> None:
+        self.enabled, self.total_s, self.title = enabled, total_s, title
+        self._progress = None
+
+    def __enter__(self) -> Callable[[float, str], None]:
+        if not self.enabled:
+            return lambda elapsed, text: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            transient=False,
+        )
+        self._progress.start()
+        task = self._progress.add_task(self.title, total=self.total_s, status="")
+
+        def update(elapsed: float, text: str) -> None:
+            self._progress.update(task, completed=min(elapsed, self.total_s), status=text)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
