@@ -476,17 +476,40 @@ def _shape_section(inputs: DraftInputs) -> list[str]:
     return lines
 
 
+def _latency_error(report: Any) -> str | None:
+    """'MAPE 6.1%, 90% within ±10%, worst -18.0% (n = 40 held-out measurements)' from an error report."""
+    if not isinstance(report, dict) or not isinstance(report.get("mape"), (int, float)):
+        return None
+    parts = [f"MAPE {report['mape']:.1%}"]
+    if isinstance(report.get("within_10pct"), (int, float)):
+        parts.append(f"{report['within_10pct']:.0%} within ±10%")
+    if isinstance(report.get("worst_error"), (int, float)):
+        parts.append(f"worst {report['worst_error']:+.1%}")
+    n = f" (n = {report['n']} held-out measurements)" if isinstance(report.get("n"), int) else ""
+    return ", ".join(parts) + n
+
+
 def _describe_latency_model(latency: Any) -> str:
+    """One line for search.json's `latency_model`: the draft's model label and its held-out error.
+
+    Accepts search's form ({draft_label, draft: provenance, target_by_batch_size}) and a bare
+    provenance ({kind, label, error_report}).
+    """
     if isinstance(latency, str):
         return latency
     if not isinstance(latency, dict):
         return "unrecorded"
-    label = latency.get("label") or latency.get("kind") or "unlabelled"
-    error = latency.get("error") or latency.get("error_report")
-    if isinstance(error, dict) and error:
-        figures = ", ".join(f"{k} {_fmt(v, '.3g') if isinstance(v, float) else v}" for k, v in error.items())
-        return f"{label}; its error on held-out shapes: {figures}"
+    prov = latency.get("draft") if isinstance(latency.get("draft"), dict) else latency
+    label = latency.get("draft_label") or prov.get("label") or prov.get("kind") or "unlabelled"
+    error = _latency_error(prov.get("error_report") or prov.get("error"))
+    if error is not None:
+        return f"{label}; its error on held-out shapes: {error}"
+    if prov.get("kind") == "spec-sheet":
+        return f"{label} (a spec-sheet estimate, not fitted to measurements: no error report)"
     return f"{label}; no error report recorded"
+
+
+_SEARCH_INPUT_KEYS = ("target", "gpu", "target_gpu", "tp", "batch_sizes", "context", "dtype", "runtime")
 
 
 def _why_section(inputs: DraftInputs) -> list[str]:
@@ -503,8 +526,10 @@ def _why_section(inputs: DraftInputs) -> list[str]:
     s = inputs.search
     cand, note = _search_candidate(inputs)
     inputs_block = s.get("inputs") if isinstance(s.get("inputs"), dict) else {}
-    if inputs_block:
-        given = ", ".join(f"{k} = {v}" for k, v in inputs_block.items() if not isinstance(v, (dict, list)))
+    given = ", ".join(
+        f"{k} = {_plain(inputs_block[k])}" for k in _SEARCH_INPUT_KEYS if inputs_block.get(k) is not None
+    )
+    if given:
         lines.append(f"Chosen by `draftforge search` ({given}).")
     else:
         lines.append("Chosen by `draftforge search`.")

@@ -149,8 +149,22 @@ def _search_json() -> dict:
     return {
         "schema": "draftforge.search/1",
         "created": "2026-11-25T00:00:00+00:00",
-        "inputs": {"gpu": "h100", "target": "smollm2-135m", "batch_size": 1, "context": 512},
-        "latency_model": {"label": "measured h100 bf16 eager", "error": {"mape": 0.061, "within_10pct": 0.9}},
+        "inputs": {
+            "gpu": "h100",
+            "target": "smollm2-135m",
+            "batch_sizes": [1],
+            "context": 512,
+            "trials": 300,
+        },
+        "latency_model": {
+            "draft_label": "measured h100 bf16 eager",
+            "draft": {
+                "kind": "measured",
+                "label": "measured h100 bf16 eager",
+                "error_report": {"n": 40, "mape": 0.061, "within_10pct": 0.9, "worst_error": -0.18},
+            },
+            "target_by_batch_size": {"1": {"tp": 1, "label": "spec-sheet h100 bf16 eager"}},
+        },
         "acceptance_model": {"source": "prior"},
         "candidates": [cand, {**cand, "rank": 2, "shape": DRAFT_SHAPE.replace(num_layers=2).to_dict()}],
         "baselines": [{**cand, "rank": None, "name": "smollm2-135m-itself", "speedup": 0.9}],
@@ -240,7 +254,12 @@ def test_card_metadata_validates_with_huggingface_hub(draft, tmp_path):
     assert "**1.46×**" in text and "**1.23×**" in text  # measured speedups (γ 4 and 2)
     assert "NVIDIA H100 80GB HBM3" in text and "humaneval (10 prompts" in text
     assert "0.70, 0.65, 0.60, 0.55" in text  # per-position acceptance of the best row
-    assert "measured h100 bf16 eager" in text and "mape 0.061" in text  # latency model and its error
+    # latency model and its held-out error
+    assert (
+        "measured h100 bf16 eager; its error on held-out shapes: MAPE 6.1%, 90% within ±10%, worst -18.0%"
+        in text
+    )
+    assert "(target = smollm2-135m, gpu = h100, batch_sizes = [1], context = 512)" in text
     assert "speedup 1.87×" in text  # the search's predicted speedup
     assert "torch 2.13.0" in text and "transformers 5.24.0" in text
     assert f"{DRAFT_SHAPE.param_count():,}" in text and f"{TARGET_SHAPE.param_count():,}" in text
@@ -253,6 +272,18 @@ def test_card_metadata_validates_with_huggingface_hub(draft, tmp_path):
     # training: recipe, data, tokens, loss, metrics
     assert "tiny-pub" in text and "train_tokens = 12,345" in text and "forward_kl: 1.0" in text
     assert "| eval/alpha | 0.2011 | 0.4213 |" in text
+
+
+def test_latency_model_lines():
+    from draftforge.publish import _describe_latency_model
+
+    spec = {"draft_label": "spec-sheet h100 bf16 eager", "draft": {"kind": "spec-sheet", "label": "x"}}
+    assert "spec-sheet estimate" in _describe_latency_model(spec)
+    bare = {"kind": "measured", "label": "measured cpu fp32 eager", "error_report": {"mape": 0.1}}
+    assert (
+        _describe_latency_model(bare) == "measured cpu fp32 eager; its error on held-out shapes: MAPE 10.0%"
+    )
+    assert "no error report" in _describe_latency_model({"label": "m", "error_report": None})
 
 
 def test_card_says_when_the_shape_is_not_from_a_search(draft, tmp_path):

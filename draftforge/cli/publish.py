@@ -34,13 +34,14 @@ def publish(
 ) -> None:
     """Publish a draft to the Hugging Face Hub with a model card generated from its files.
 
-    The card is built from draftforge.json, the eval reports and the search result; the upload is one
-    commit. Refused without an eval report or with a best measured speedup below 1, unless --force.
+    The card is built from draftforge.json, the eval reports and the search result; the upload is one commit.
+
+    Refused without an eval report or with a best measured speedup below 1, unless --force.
+
     The token comes from HF_TOKEN or `hf auth login` and is never printed.
 
-    JSON keys: repo_id, revision, private, files, commit_message, dry_run_dir, url, commit_url,
-    forced_reason, alpha, speedup, gamma, eval_reports, search, skipped.
-    """
+    JSON keys: repo_id, revision, private, files, commit_message, dry_run_dir, url, commit_url, forced_reason, alpha, speedup, gamma, eval_reports, search, skipped.
+    """  # noqa: E501
     from draftforge.publish import PublishConfig, run
 
     config = PublishConfig(
