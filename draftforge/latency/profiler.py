@@ -18,7 +18,6 @@ import dataclasses
 import gc
 import inspect
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -78,7 +77,9 @@ class ProfileConfig:
     out: str | None = None
     #: replace an existing output file
     overwrite: bool = False
-    #: torch CPU threads (fixed for the run and recorded); None: all cores
+    #: torch CPU threads, fixed for the run and recorded. None: 1 on CPU, because on a shared host a
+    #: second thread that loses its core stalls every parallel region (measured: 1 thread 17 ms with
+    #: p90 22 ms, 2 threads 120-200 ms median on a busy 2-core machine); raise it on a dedicated one.
     threads: int | None = None
     layers: tuple[int, ...] | None = None
     hidden: tuple[int, ...] | None = None
@@ -157,7 +158,7 @@ class ProfileConfig:
         else:
             changes["dtype"] = canonical_dtype(self.dtype)
         if self.threads is None and self.device == "cpu":
-            changes["threads"] = os.cpu_count() or 1
+            changes["threads"] = 1
         return dataclasses.replace(self, **changes)
 
 
