@@ -275,7 +275,7 @@ def test_card_metadata_validates_with_huggingface_hub(draft, tmp_path):
 
 
 def test_latency_model_lines():
-    from draftforge.publish import _describe_latency_model
+    from draftforge.publish_card import _describe_latency_model
 
     spec = {"draft_label": "spec-sheet h100 bf16 eager", "draft": {"kind": "spec-sheet", "label": "x"}}
     assert "spec-sheet estimate" in _describe_latency_model(spec)
@@ -521,8 +521,13 @@ def test_upload_is_one_commit_of_exactly_the_dry_run_files(draft, tmp_path, fake
         assert content == (tmp_path / "dry" / name).read_bytes(), name
     # the repository is created before the commit; the token is sent, as a header only
     posts = [u for m, u, _ in fake_hub.requests if m == "POST"]
-    assert posts[0].endswith("/api/repos/create") and posts[-1].endswith("/commit/main")
-    assert all(auth == f"Bearer {SENTINEL_TOKEN}" for m, u, auth in fake_hub.requests if m == "POST")
+    assert posts[0].endswith("/api/validate-yaml") and posts[1].endswith("/api/repos/create")
+    assert posts[-1].endswith("/commit/main")
+    assert all(
+        auth == f"Bearer {SENTINEL_TOKEN}"
+        for m, u, auth in fake_hub.requests
+        if m == "POST" and not u.endswith("/api/validate-yaml")
+    )
     assert fake_hub.validated and fake_hub.validated[0] == (tmp_path / "dry" / "README.md").read_text()
     assert result.url == "https://huggingface.co/me/tiny-draft"
     assert result.commit_url == "https://huggingface.co/me/tiny-draft/commit/abc123"
@@ -542,6 +547,14 @@ def test_commit_failure_after_create_repo_is_said_clearly(draft, fake_hub):
     text = str(info.value)
     assert "exists but nothing was committed" in text
     assert SENTINEL_TOKEN not in text
+
+
+def test_a_card_the_hub_refuses_leaves_no_repository(draft, fake_hub):
+    fake_hub.fail = {"/api/validate-yaml": (400, "license: must be a known licence")}
+    with pytest.raises(DraftforgeError, match="rejected the model card's metadata.*nothing was uploaded"):
+        run(PublishConfig(draft_dir=str(draft), repo_id="me/tiny-draft"))
+    assert not any(u.endswith("/api/repos/create") for _, u, _ in fake_hub.requests)
+    assert not fake_hub.commits
 
 
 def test_permission_error_names_the_token_problem_without_the_token(draft, fake_hub):
