@@ -159,14 +159,14 @@ def fit(
 
     One point, or points all at nearly the same size ratio (< 0.1 decade apart), move only the
     intercept; otherwise intercept and slope are fitted by least squares with a ridge pull of the slope
-    towards the prior's (weight 1 decade², so two points a decade apart already dominate it). The depth
-    penalty is kept and added back to each α before fitting. The band becomes max(0.02, 2·RMS residual)
+    towards the prior's (weight 0.1 decade²: it only matters for points within a few tenths of a
+    decade of each other). The depth penalty is kept and added back to each α before fitting. The band becomes max(0.02, 2·RMS residual)
     with three or more points, else half the prior's band.
     """
     base = base or prior()
     if not points:
         raise DraftforgeError("no calibration points: give eval reports or JSONL rows with an alpha")
-    intercept, slope = _least_squares(points, base, ridge=1.0)
+    intercept, slope = _least_squares(points, base, ridge=0.1)
     model = dataclasses.replace(base, intercept=intercept, slope=slope)
     residuals = [p.alpha - model.predict_ratio(p.log_ratio, p.layers).alpha for p in points]
     rmse = math.sqrt(sum(r * r for r in residuals) / len(residuals))

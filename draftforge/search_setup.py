@@ -157,10 +157,12 @@ def _local_profile(device: str, dtype: str, config: SearchConfig, notes: list[st
         notes.append(f"profiled {device} first ({why})")
         path = profiler.run(
             profiler.ProfileConfig(
-                device=device,
+                device="cpu" if device == "cpu" else "cuda",
                 dtype=dtype,
                 runtime=config.runtime,
                 budget_minutes=config.profile_budget_minutes,
+                out=str(path),
+                overwrite=True,
             )
         )
     model = load_latency_model(path)
