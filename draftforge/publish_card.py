@@ -300,6 +300,17 @@ def _measured_section(inputs: DraftInputs, report_names: dict[Path, str]) -> lis
             + ", ".join(_fmt(a, ".2f") for a in per_pos)
             + "."
         )
+    per_cat = r.get("per_category")
+    if isinstance(per_cat, dict) and per_cat:
+        lines += ["", f"By prompt category (best row, γ = {r['gamma']}):", ""]
+        lines += ["| category | prompts | α | τ | speedup |", "|---|---:|---:|---:|---:|"]
+        for cat, m in sorted(per_cat.items()):
+            m = m if isinstance(m, dict) else {}
+            lines.append(
+                f"| {cat} | {m.get('n', '—')} | {_fmt(m.get('alpha'))} | {_fmt(m.get('tau'), '.2f')} | "
+                f"{_fmt(m.get('speedup'), '.2f', '×')} |"
+            )
+        lines.append("")
     for ev2 in inputs.evals:
         hf = ev2.report.get("hf_assisted")
         if isinstance(hf, dict):

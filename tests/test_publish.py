@@ -97,7 +97,10 @@ def _eval_report(
                 "iterations": 10,
                 "generated_tokens": 64,
                 "proxy_alpha": 0.55,
-                "per_category": {},
+                "per_category": {
+                    "code": {"alpha": 0.7, "tau": 3.1, "speedup": speedup + 0.1, "n": 6},
+                    "chat": {"alpha": 0.5, "tau": 2.2, "speedup": speedup - 0.1, "n": 4},
+                },
             }
         )
     return {
@@ -254,6 +257,7 @@ def test_card_metadata_validates_with_huggingface_hub(draft, tmp_path):
     assert "**1.46×**" in text and "**1.23×**" in text  # measured speedups (γ 4 and 2)
     assert "NVIDIA H100 80GB HBM3" in text and "humaneval (10 prompts" in text
     assert "0.70, 0.65, 0.60, 0.55" in text  # per-position acceptance of the best row
+    assert "| code | 6 | 0.700 | 3.10 | 1.56× |" in text and "| chat | 4 | 0.500 | 2.20 | 1.36× |" in text
     # latency model and its held-out error
     assert (
         "measured h100 bf16 eager; its error on held-out shapes: MAPE 6.1%, 90% within ±10%, worst -18.0%"
