@@ -279,8 +279,8 @@ def _format_errors(exc: ValidationError) -> list[str]:
     by_key: dict[str, tuple[bool, str]] = {}
     for err in exc.errors():
         parts = [str(p) for p in err["loc"]]
-        from_str_branch = "str" in parts
-        loc = ".".join(p for p in parts if p != "str" and not p.startswith("function-"))
+        from_str_branch = "str" in parts or "list[str]" in parts
+        loc = ".".join(p for p in parts if p not in ("str", "list[str]") and not p.startswith("function-"))
         loc = ".".join(p for p in loc.split(".") if p not in ("RandomTarget",))
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         key = loc or "(top level)"

@@ -1,0 +1,711 @@
+"""The distillation recipe, top to bottom: `run(recipe)` trains a draft from its target with DeepSpeed.
+
+    setup -> teacher + tokenizer -> data -> student init -> engines -> [resume] -> eval at start
+      -> loop: batch -> loss step (teacher under no_grad, student forward, KD loss) -> backward -> step
+         (log / eval / checkpoint at optimizer-step boundaries) -> export the draft folder
+
+The same code runs as one gloo process on CPU and under `torchrun`/`deepspeed` on many GPUs or nodes:
+    torchrun --nproc_per_node 8 -m draftforge.distill.train recipes/llama.yaml
+    deepspeed --num_gpus 8 -m draftforge.distill.train recipes/llama.yaml   (hostfile for many nodes)
+Every batch is a pure function of (seed, micro-step, rank) and checkpoints carry optimizer,
+scheduler, RNG and data position, so `--resume` continues exactly where the last checkpoint was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from draftforge.distill.data import BatchSampler, DistillData, prepare_data
+from draftforge.distill.engine import (
+    TORCH_DTYPES,
+    Dist,
+    setup_distributed,
+    student_engine,
+    teacher_deepspeed_config,
+    teacher_engine,
+)
+from draftforge.distill.losses import IGNORE_INDEX, distill_loss, teacher_logprobs_from_topk, topk_teacher
+from draftforge.distill.recipe import RandomTarget, Recipe
+from draftforge.errors import DraftforgeError
+from draftforge.shapes import ModelShape
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+DRAFT = "draft"
+
+
+@dataclass
+class TrainState:
+    """Where the run is; saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    micro_step: int = 0  # micro-batches consumed by this rank (the data position)
+    tokens: int = 0  # tokens trained on, all ranks
+
+
+@dataclass
+class DistillResult:
+    out_dir: Path
+    draft_dir: Path
+    steps: int
+    tokens: int
+    initial_metrics: dict[str, float]
+    final_metrics: dict[str, float]
+    tokens_per_s: float
+
+
+# ---- setup ---------------------------------------------------------------------------------------
+def prepare_output(recipe: Recipe, resume: bool, dist: Dist) -> Path:
+    """The run folder: new (never overwritten) unless resuming, which needs an existing checkpoint."""
+    from draftforge.files import ensure_new_dir
+
+    out = Path(recipe.output.dir)
+    if resume:
+        if not (out / CHECKPOINTS / "latest").is_file():
+            raise DraftforgeError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
+        return out
+    if dist.is_main:
+        ensure_new_dir(out)
+        (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+    _barrier()
+    return out
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def target_info(recipe: Recipe) -> dict[str, Any]:
+    """The target block of draftforge.json: spec, catalog name, Hub id, tokenizer, licence."""
+    if isinstance(recipe.target, RandomTarget):
+        return {
+            "spec": recipe.target_spec(),
+            "name": "random",
+            "hub_id": None,
+            "tokenizer": "bytes",
+            "license": None,
+        }
+    from draftforge.catalog import get_target
+
+    try:
+        t = get_target(recipe.target)
+        return {
+            "spec": recipe.target,
+            "name": t.name,
+            "hub_id": t.hub_id,
+            "tokenizer": t.tokenizer,
+            "license": t.license,
+        }
+    except DraftforgeError:
+        return {
+            "spec": recipe.target,
+            "name": Path(recipe.target).name,
+            "hub_id": None,
+            "tokenizer": None,
+            "license": None,
+        }
+
+
+def load_teacher(recipe: Recipe, device: str, world: int):
+    """The frozen teacher and its tokenizer. Random targets are built from their shape with a byte
+    tokenizer; real ones load via draftforge.assets (offline SmolLM2, local folders, Hub ids)."""
+    dtype = TORCH_DTYPES[recipe.deepspeed.precision] if device != "cpu" else torch.float32
+    if isinstance(recipe.target, RandomTarget):
+        from draftforge.distill.data import byte_tokenizer
+        from draftforge.distill.init import random_student
+
+        tokenizer = byte_tokenizer()
+        shape = recipe.target.shape
+        if shape.vocab_size < len(tokenizer):
+            raise DraftforgeError(
+                f"target.random_shape.vocab_size must be at least {len(tokenizer)} (bytes tokenizer)"
+            )
+        teacher = random_student(shape, seed=recipe.target.seed, dtype=dtype)
+    else:
+        from draftforge.assets import load_model_and_tokenizer
+
+        hf_ds_config = None
+        if recipe.deepspeed.teacher_zero3:
+            # keeps transformers partitioning the weights across ranks while they load (ZeRO-3 init)
+            from transformers.integrations import HfDeepSpeedConfig
+
+            hf_ds_config = HfDeepSpeedConfig(teacher_deepspeed_config(recipe, world))  # noqa: F841
+        name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+        teacher, tokenizer = load_model_and_tokenizer(recipe.target, dtype=name, device="cpu")
+        del hf_ds_config
+    if not recipe.deepspeed.teacher_zero3:
+        teacher.to(device)
+    return teacher, tokenizer
+
+
+def check_vocab(shape: ModelShape, teacher, tokenizer) -> None:
+    tv = teacher.config.vocab_size
+    if shape.vocab_size != tv:
+        raise DraftforgeError(
+            f"draft vocab_size {shape.vocab_size} differs from the teacher's {tv}; a draft must share its "
+            "target's tokenizer and vocabulary (fix draft.shape.vocab_size)"
+        )
+    if len(tokenizer) > shape.vocab_size:
+        raise DraftforgeError(
+            f"the tokenizer has {len(tokenizer)} tokens, more than the vocabulary {shape.vocab_size}"
+        )
+
+
+def build_student(recipe: Recipe, shape: ModelShape, teacher, data: DistillData):
+    """Initialise the student (random / layer copy / pruning) from the donor (default: the teacher)."""
+    from draftforge.distill.init import init_student, set_frozen
+
+    init = recipe.init
+    donor = teacher
+    if init.method != "random" and init.donor is not None:
+        from draftforge.assets import load_model_and_tokenizer
+
+        donor, _ = load_model_and_tokenizer(init.donor, dtype="float32", device="cpu")
+    calib = None
+    if init.method == "prune":
+        n = max(1, init.calibration_tokens // data.train_ids.shape[1])
+        calib = data.train_ids[:n]
+    # copying/pruning happens on CPU, which keeps accelerator memory for training
+    donor_cpu = donor if next(donor.parameters()).device.type == "cpu" else None
+    if donor_cpu is None:
+        donor_cpu = _cpu_copy(donor)
+    model, info = init_student(
+        shape,
+        init.method,
+        init.layers,
+        donor=donor_cpu,
+        reference_config=teacher.config,
+        calibration_ids=calib,
+        seed=recipe.seed,
+    )
+    if init.donor is not None:
+        info["donor"] = init.donor
+    set_frozen(model, init.freeze_embeddings, init.freeze_lm_head)
+    info.update(freeze_embeddings=init.freeze_embeddings, freeze_lm_head=init.freeze_lm_head)
+    return model, info
+
+
+def _cpu_copy(model):
+    import copy
+
+    return copy.deepcopy(model).to("cpu", torch.float32)
+
+
+# ---- the hot path --------------------------------------------------------------------------------
+def labels_from_ids(ids: torch.Tensor) -> torch.Tensor:
+    """Next-token labels aligned with the logits: labels[:, t] = ids[:, t+1]; the last is ignored."""
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[:, :-1] = ids[:, 1:]
+    return labels
+
+
+@torch.no_grad()
+def teacher_logits(teacher, ids: torch.Tensor) -> torch.Tensor:
+    return teacher(input_ids=ids).logits  # (B, T, V)
+
+
+def loss_step(student, teacher, ids, mask, loss_cfg, t_logits=None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One micro-batch: teacher logits (no grad, or cached top-k), student logits, KD loss."""
+    if t_logits is None and any(n != "ce" for n in loss_cfg.terms):
+        t_logits = teacher_logits(teacher, ids)  # (B, T, V)
+    s_logits = student(input_ids=ids).logits  # (B, T, V)
+    loss, parts = distill_loss(
+        s_logits,
+        t_logits,
+        loss_cfg.terms,
+        mask=mask,
+        labels=labels_from_ids(ids),
+        temperature=loss_cfg.temperature,
+        beta=loss_cfg.jsd_beta,
+        chunk_tokens=loss_cfg.chunk_tokens,
+    )
+    # the (B, T, V) logits are the largest activations; drop our references before backward
+    del s_logits, t_logits
+    return loss, parts
+
+
+@torch.no_grad()
+def on_policy_batch(student, ids: torch.Tensor, cfg, seq_len: int, pad_id: int, synced: bool):
+    """DistillSpec on-policy data: the student continues each block's prefix by sampling; the loss
+    counts only the positions that predict the student's own tokens."""
+    prompt = ids[:, : cfg.prompt_tokens]
+    new = min(cfg.max_new_tokens, seq_len - cfg.prompt_tokens)
+    was_training = student.training
+    student.eval()
+    out = student.generate(
+        input_ids=prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=cfg.temperature > 0,
+        temperature=cfg.temperature if cfg.temperature > 0 else None,
+        top_k=None,
+        top_p=None,
+        pad_token_id=pad_id,
+        synced_gpus=synced,
+    )
+    student.train(was_training)
+    mask = torch.zeros_like(out, dtype=torch.bool)
+    mask[:, prompt.shape[1] - 1 : -1] = True  # positions predicting generated tokens
+    return out, mask
+
+
+@torch.no_grad()
+def evaluate(
+    student, teacher, data: DistillData, cfg, micro_batch: int, loss_cfg, dist: Dist
+) -> dict[str, float]:
+    """Acceptance proxy on the held-out blocks: eval/alpha (Σ min(p, q)), eval/greedy_agree and
+    eval/loss, token-weighted over this rank's share of `cfg.max_batches` batches, reduced over ranks."""
+    import torch.distributed as tdist
+
+    from draftforge.evaluate.proxy import acceptance_from_logits
+
+    was_training = student.training
+    student.eval()
+    n = data.eval_ids.shape[0]
+    sums = torch.zeros(4, dtype=torch.float64)  # alpha·tokens, agree·tokens, loss·tokens, tokens
+    for b in range(dist.rank, cfg.max_batches, dist.world):
+        start = b * micro_batch
+        if start >= n:
+            break
+        ids = data.eval_ids[start : start + micro_batch].to(dist.device)
+        mask = data.eval_mask[start : start + micro_batch].to(dist.device)
+        t = teacher_logits(teacher, ids)
+        s = student(input_ids=ids).logits
+        acc = acceptance_from_logits(s, t, mask, temperature=cfg.temperature)
+        loss, _ = distill_loss(
+            s,
+            t,
+            loss_cfg.terms,
+            mask=mask,
+            labels=labels_from_ids(ids),
+            temperature=loss_cfg.temperature,
+            beta=loss_cfg.jsd_beta,
+            chunk_tokens=loss_cfg.chunk_tokens,
+        )
+        k = acc["tokens"]
+        if k:
+            sums += torch.tensor(
+                [acc["alpha"] * k, acc["greedy_agree"] * k, float(loss) * k, k], dtype=torch.float64
+            )
+    if dist.world > 1:
+        tdist.all_reduce(sums)
+    student.train(was_training)
+    k = float(sums[3])
+    if k == 0:
+        return {"eval/alpha": float("nan"), "eval/greedy_agree": float("nan"), "eval/loss": float("nan")}
+    return {
+        "eval/alpha": float(sums[0]) / k,
+        "eval/greedy_agree": float(sums[1]) / k,
+        "eval/loss": float(sums[2]) / k,
+        "eval/tokens": k,
+    }
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+def save_checkpoint(engine, out: Path, state: TrainState, keep: int, dist: Dist) -> str:
+    """A DeepSpeed checkpoint (weights, optimizer, scheduler) with the data position and RNG states."""
+    tag = f"step{state.step:07d}"
+    client = {
+        "train_state": asdict(state),
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": random.getstate(),
+    }
+    engine.save_checkpoint(str(out / CHECKPOINTS), tag=tag, client_state=client)
+    _barrier()
+    if dist.is_main:
+        tags = sorted(
+            p.name for p in (out / CHECKPOINTS).iterdir() if p.is_dir() and p.name.startswith("step")
+        )
+        for old in tags[:-keep]:
+            shutil.rmtree(out / CHECKPOINTS / old, ignore_errors=True)
+    return tag
+
+
+def load_checkpoint(engine, out: Path) -> TrainState:
+    path, client = engine.load_checkpoint(
+        str(out / CHECKPOINTS), load_optimizer_states=True, load_lr_scheduler_states=True
+    )
+    if path is None:
+        raise DraftforgeError(f"could not load a checkpoint from {out / CHECKPOINTS}")
+    torch.set_rng_state(client["torch_rng"])
+    random.setstate(client["python_rng"])
+    return TrainState(**client["train_state"])
+
+
+# ---- logging -------------------------------------------------------------------------------------
+class MetricsLog:
+    """metrics.jsonl (and TensorBoard when asked), written by rank 0 only; a resumed run first drops
+    the lines logged after its checkpoint so the log has one entry per step."""
+
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool, resume_step: int | None):
+        self.path = out / METRICS
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.is_file():
+            keep = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= resume_step
+            ]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise DraftforgeError(
+                    "output.tensorboard needs the tensorboard package (pip install tensorboard)"
+                ) from None
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {
+            "step": step,
+            **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()},
+        }
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+
+
+class _NullProgress:
+    def update(self, **_: Any) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, total: int, done: int, description: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.p = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.p.add_task(description, total=total, completed=done, info="")
+        self.p.start()
+
+    def update(self, **kw: Any) -> None:
+        self.p.update(self.task, **kw)
+
+    def stop(self) -> None:
+        self.p.stop()
+
+
+def peak_flops(device: str) -> float | None:
+    """The catalog's dense bf16 peak for the local GPU (for MFU), None on CPU or unknown GPUs."""
+    if not device.startswith("cuda"):
+        return None
+    from draftforge.catalog import list_hardware
+
+    name = torch.cuda.get_device_name(torch.device(device)).lower()
+    for hw in sorted(list_hardware(), key=lambda h: -len(h.name)):
+        if hw.kind == "gpu" and any(a in name for a in (hw.name, *hw.aliases)):
+            return hw.peak_flops
+    return None
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(
+    recipe: Recipe, resume: bool = False, progress: bool = True, stop_after: int | None = None
+) -> DistillResult:
+    """Train the recipe's draft and export it; returns where it went and its metrics.
+
+    `stop_after` ends the loop early after that many optimizer steps (a checkpoint is written
+    there), which is what an interrupted run looks like; tests use it to check resume.
+    """
+    dist = setup_distributed(recipe.deepspeed)
+    torch.manual_seed(recipe.seed + dist.rank)
+    random.seed(recipe.seed + dist.rank)
+    out = prepare_output(recipe, resume, dist)
+
+    teacher, tokenizer = load_teacher(recipe, dist.device, dist.world)
+    shape = recipe.draft_shape()
+    check_vocab(shape, teacher, tokenizer)
+
+    from draftforge.assets import cache_dir
+
+    teacher_id = recipe.target_spec() + (
+        f"#seed{recipe.target.seed}" if isinstance(recipe.target, RandomTarget) else ""
+    )
+    prep = dict(
+        data=recipe.data,
+        base_dir=recipe.base_dir,
+        tokenizer=tokenizer,
+        teacher=teacher,
+        teacher_id=teacher_id,
+        device=dist.device,
+        cache=cache_dir() / "distill-data",
+    )
+    if dist.is_main:
+        data = prepare_data(**prep)
+    _barrier()
+    if not dist.is_main:
+        data = prepare_data(**prep)  # a cache hit: rank 0 wrote it
+
+    student, init_info = build_student(recipe, shape, teacher, data)
+    student.to(dist.device)
+    engine = student_engine(student, recipe, dist.world)
+    teacher = teacher_engine(teacher, recipe, dist.world)
+
+    topk = None
+    if recipe.data.teacher_topk is not None:
+        topk = cached_teacher_topk(
+            teacher, data, recipe.data.teacher_topk, recipe.optim.micro_batch_size, out, dist
+        )
+
+    state = TrainState()
+    if resume:
+        state = load_checkpoint(engine, out)
+    log = MetricsLog(out, dist.is_main, recipe.output.tensorboard, state.step if resume else None)
+    opt = recipe.optim
+    sampler = BatchSampler(data.train_ids.shape[0], opt.micro_batch_size, recipe.seed, dist.rank, dist.world)
+    tokens_per_step = opt.micro_batch_size * opt.grad_accum * dist.world * recipe.data.seq_len
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    synced = dist.world > 1 and recipe.deepspeed.zero_stage == 3
+
+    manifest_path = out / "initial_metrics.json"
+    if resume and manifest_path.is_file():
+        initial = json.loads(manifest_path.read_text())
+    else:
+        initial = evaluate(engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist)
+        if dist.is_main:
+            manifest_path.write_text(json.dumps(initial))
+            log.write(0, initial)
+    flops = peak_flops(dist.device)
+    train_flops_per_token = 6 * shape.non_embedding_params() + 6 * shape.lm_head_weight_bytes("fp32") / 4
+
+    bar = (
+        _RichProgress(opt.max_steps, state.step, recipe.name)
+        if progress and dist.is_main
+        else _NullProgress()
+    )
+    last = {"train/loss": float("nan")}
+    last_tag = None
+    t0, tok0 = time.perf_counter(), state.tokens
+    end_step = opt.max_steps if stop_after is None else min(opt.max_steps, state.step + stop_after)
+    try:
+        engine.train()
+        while state.step < end_step:
+            on_policy = opt_step_on_policy(recipe, state.step)
+            loss_sum, parts_sum = 0.0, {}
+            for _ in range(opt.grad_accum):
+                idx = sampler.indices(state.micro_step)
+                ids = data.train_ids[idx].to(dist.device)  # (B, T)
+                mask = data.train_mask[idx].to(dist.device)  # (B, T)
+                cached = None
+                if on_policy:
+                    ids, mask = on_policy_batch(
+                        engine.module, ids, recipe.data.on_policy, recipe.data.seq_len, pad_id, synced
+                    )
+                elif topk is not None:
+                    cached = teacher_logprobs_from_topk(
+                        topk["values"][idx].to(dist.device),
+                        topk["indices"][idx].to(dist.device),
+                        shape.vocab_size,
+                    )
+                loss, parts = loss_step(engine, teacher, ids, mask, recipe.loss, cached)
+                if not torch.isfinite(loss).all():
+                    raise DraftforgeError(
+                        f"the loss became {float(loss)} at step {state.step + 1}; training stopped and the last good "
+                        f"checkpoint ({last_tag or 'none yet'}) is intact: lower optim.lr, raise optim.warmup_steps "
+                        "or use precision bf16/fp32, then --resume"
+                    )
+                engine.backward(loss)
+                engine.step()
+                state.micro_step += 1
+                loss_sum += float(loss.detach()) / opt.grad_accum
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + v / opt.grad_accum
+            state.step += 1
+            state.tokens += tokens_per_step
+            last = {"train/loss": _mean_over_ranks(loss_sum, dist)}
+            elapsed = time.perf_counter() - t0
+            tps = (state.tokens - tok0) / max(elapsed, 1e-9)
+            metrics = {
+                **last,
+                **{f"train/{k}": v for k, v in parts_sum.items()},
+                "lr": engine.get_lr()[0],
+                "tokens": state.tokens,
+                "tokens_per_s": tps,
+            }
+            if on_policy:
+                metrics["train/on_policy"] = 1.0
+            if flops:
+                metrics["mfu"] = tps * train_flops_per_token / (flops * dist.world)
+            boundary = state.step == end_step
+            if state.step % recipe.eval.every_steps == 0 or state.step == opt.max_steps:
+                metrics.update(
+                    evaluate(
+                        engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist
+                    )
+                )
+                last.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
+            if state.step % recipe.output.log_every == 0 or boundary or "eval/alpha" in metrics:
+                log.write(state.step, metrics)
+            if state.step % recipe.output.save_every == 0 or boundary:
+                last_tag = save_checkpoint(engine, out, state, recipe.output.keep_checkpoints, dist)
+            bar.update(
+                completed=state.step,
+                info=f"loss {last['train/loss']:.4f}  {tps:,.0f} tok/s"
+                + (f"  α {last['eval/alpha']:.3f}" if "eval/alpha" in last else ""),
+            )
+    finally:
+        bar.stop()
+    elapsed = time.perf_counter() - t0
+    tps = (state.tokens - tok0) / max(elapsed, 1e-9)
+    if "eval/alpha" not in last:
+        last.update(
+            evaluate(engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist)
+        )
+    final = {
+        "train/loss": last["train/loss"],
+        "eval/alpha": last["eval/alpha"],
+        "eval/greedy_agree": last["eval/greedy_agree"],
+    }
+    draft_dir = out / DRAFT
+    if state.step >= opt.max_steps:
+        export(engine, recipe, shape, teacher, tokenizer, init_info, data, state, initial, final, out, dist)
+    _barrier()
+    return DistillResult(
+        out,
+        draft_dir,
+        state.step,
+        state.tokens,
+        {k: initial[k] for k in ("eval/alpha", "eval/greedy_agree")},
+        final,
+        tps,
+    )
+
+
+def opt_step_on_policy(recipe: Recipe, step: int) -> bool:
+    """Whether optimizer step `step` trains on student samples (seeded, identical on every rank)."""
+    frac = recipe.data.on_policy.fraction
+    return frac > 0 and random.Random(recipe.seed * 7919 + step).random() < frac
+
+
+def _mean_over_ranks(value: float, dist: Dist) -> float:
+    if dist.world == 1:
+        return value
+    import torch.distributed as tdist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    tdist.all_reduce(t)
+    return float(t) / dist.world
+
+
+@torch.no_grad()
+def cached_teacher_topk(teacher, data: DistillData, k: int, micro_batch: int, out: Path, dist: Dist):
+    """The teacher's top-k log-probs for every training block, computed once and kept in the run
+    folder (later epochs and resumed runs skip the teacher forward)."""
+    path = out / f"teacher_top{k}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    values, indices = [], []
+    for start in range(0, data.train_ids.shape[0], micro_batch):
+        ids = data.train_ids[start : start + micro_batch].to(dist.device)
+        packed = topk_teacher(teacher_logits(teacher, ids), k)
+        values.append(packed["values"].cpu())
+        indices.append(packed["indices"].cpu())
+    result = {"values": torch.cat(values), "indices": torch.cat(indices)}
+    if dist.is_main:
+        torch.save(result, path)
+    return result
+
+
+def export(
+    engine, recipe, shape, teacher, tokenizer, init_info, data, state, initial, final, out, dist
+) -> None:
+    """Write out/draft (HF folder + draftforge.json) on rank 0; a random teacher is saved next to it."""
+    from draftforge.distill.export import draft_manifest, gather_state_dict, generation_config_for, save_draft
+
+    sd = gather_state_dict(engine, recipe.deepspeed.zero_stage)
+    if not dist.is_main:
+        return
+    target = target_info(recipe)
+    if isinstance(recipe.target, RandomTarget):
+        teacher.save_pretrained(out / "teacher")
+        tokenizer.save_pretrained(out / "teacher")
+        target["path"] = str((out / "teacher").resolve())
+    manifest = draft_manifest(
+        shape=shape,
+        target=target,
+        init=init_info,
+        recipe=recipe,
+        data_info=data.info,
+        steps=state.step,
+        tokens=state.tokens,
+        initial_metrics={k: initial[k] for k in ("eval/alpha", "eval/greedy_agree")},
+        final_metrics=final,
+        device=dist.device,
+    )
+    save_draft(
+        out / DRAFT, engine.module.config, sd, tokenizer, generation_config_for(teacher, tokenizer), manifest
+    )
+
+
+# ---- launcher entry point ------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """`python -m draftforge.distill.train recipe.yaml [--set k=v ...] [--resume]` under torchrun/deepspeed."""
+    from draftforge.distill.recipe import load_recipe
+
+    parser = argparse.ArgumentParser(description="draftforge distillation worker (one per process)")
+    parser.add_argument("recipe")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    args = parser.parse_args(argv)
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        result = run(recipe, resume=args.resume, progress=not args.no_progress)
+    except DraftforgeError as exc:
+        import sys
+
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized() or tdist.get_rank() == 0:
+        print(
+            json.dumps(
+                {
+                    "out_dir": str(result.out_dir),
+                    "draft_dir": str(result.draft_dir),
+                    "steps": result.steps,
+                    "tokens": result.tokens,
+                    "initial_metrics": result.initial_metrics,
+                    "final_metrics": result.final_metrics,
+                    "tokens_per_s": result.tokens_per_s,
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
