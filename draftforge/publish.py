@@ -370,11 +370,21 @@ def write_folder(plan: dict[str, Path | bytes], out: Path) -> Path:
     return out
 
 
-def _scrub(text: str) -> str:
-    """Remove the user's token from a message, whatever path it came by."""
+def _token() -> str | None:
+    """The token huggingface_hub would send (HF_TOKEN, the login file, ...); never shown anywhere."""
+    import os
+
     from huggingface_hub import get_token
 
-    token = get_token()
+    try:
+        return get_token()
+    except Exception:  # an OIDC exchange or refresh that failed: the plain variables are all we know
+        return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+
+
+def _scrub(text: str) -> str:
+    """Remove the user's token from a message, whatever path it came by."""
+    token = _token()
     return text.replace(token, "***") if token else text
 
 
@@ -422,6 +432,11 @@ def upload(
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=src if isinstance(src, bytes) else str(src))
         for name, src in plan.items()
     ]
+    if _token() is None:
+        raise DraftforgeError(
+            "no Hugging Face token found: run `hf auth login` or set HF_TOKEN (a token with write access); "
+            "nothing was uploaded"
+        )
     card = plan["README.md"]
     try:
         ModelCard(card.decode("utf-8") if isinstance(card, bytes) else card.read_text("utf-8")).validate()

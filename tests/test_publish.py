@@ -569,6 +569,17 @@ def test_permission_error_names_the_token_problem_without_the_token(draft, fake_
     assert not fake_hub.commits
 
 
+def test_no_token_is_a_clear_error_before_any_request(draft, fake_hub, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(DraftforgeError, match="no Hugging Face token found"):
+        run(PublishConfig(draft_dir=str(draft), repo_id="me/tiny-draft"))
+    assert not fake_hub.requests
+
+
 def test_unreachable_hub_is_a_clear_error(draft, monkeypatch):
     from huggingface_hub import constants
 

@@ -59,8 +59,13 @@ def publish(
         result = run(config)
         print_json(result.to_dict())
         return
-    with out.status("publishing (model card, then one commit)" if dry_run is None else "writing the dry run"):
-        result = run(config)
+    # no spinner: huggingface_hub draws its own progress bars while large files upload
+    out.print(
+        f"writing the upload of {draft_dir} for {repo_id} into {dry_run}"
+        if dry_run is not None
+        else f"publishing {draft_dir} to {repo_id} (model card, then one commit)"
+    )
+    result = run(config)
     if result.forced_reason:
         out.print(f"[yellow]published with --force although: {result.forced_reason}[/yellow]")
     if result.speedup is not None:
