@@ -79,6 +79,19 @@ class PublishConfig:
     #: the search result; None = the one `draftforge.json` names in `search.path`.
     search: str | None = None
 
+    @classmethod
+    def from_section(cls, draft_dir: str | Path, section: Any) -> PublishConfig:
+        """The config for a recipe's `publish:` section (repo_id, private, and optionally revision,
+        dry_run, force), applied to the exported draft folder."""
+        return cls(
+            draft_dir=str(draft_dir),
+            repo_id=section.repo_id,
+            private=bool(getattr(section, "private", False)),
+            revision=getattr(section, "revision", None),
+            dry_run=getattr(section, "dry_run", None),
+            force=bool(getattr(section, "force", False)),
+        )
+
     def problems(self) -> list[str]:
         """Every reason this configuration is invalid, each naming the option."""
         out: list[str] = []

@@ -8,6 +8,7 @@ Hub are checked: the files of the one commit, their bytes, the commit message an
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import subprocess
 import sys
@@ -422,6 +423,16 @@ def test_refuses_broken_inputs(draft, tmp_path, breakage, message):
     with pytest.raises(DraftforgeError, match=message):
         run(PublishConfig(draft_dir=str(draft), repo_id="me/x", dry_run=str(tmp_path / "o"), force=True))
     assert not (tmp_path / "o").exists()
+
+
+def test_config_from_a_recipe_publish_section(draft, tmp_path):
+    from draftforge.distill.recipe import PublishSection
+
+    config = PublishConfig.from_section(draft, PublishSection(repo_id="me/from-recipe"))
+    assert (config.draft_dir, config.repo_id, config.private) == (str(draft), "me/from-recipe", True)
+    assert config.revision is None and config.dry_run is None and not config.force
+    result = run(dataclasses.replace(config, dry_run=str(tmp_path / "o")))
+    assert result.repo_id == "me/from-recipe" and "README.md" in result.files
 
 
 def test_config_problems_are_reported_together(tmp_path):
