@@ -454,13 +454,21 @@ class SearchResult:
         return self.batches[0].candidates[0]
 
 
-def run(
-    config: SearchConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None
-) -> SearchResult:
-    """Resolve the inputs, run one study per batch size, rank and compare with the baselines.
+@dataclass(frozen=True)
+class Setup:
+    """A search's resolved inputs: one `Problem` (and target tensor parallelism) per batch size."""
 
-    `progress(description, total)` may return a callback advanced once per trial (the CLI's bar).
-    """
+    target: Target
+    space: SearchSpace
+    acceptance: AcceptanceModel
+    models: dict[str, Any]
+    problems: list[Problem]
+    tps: list[int]
+    notes: list[str]
+
+
+def setup(config: SearchConfig) -> Setup:
+    """Validate `config` and resolve the target, the latency and acceptance models and the space."""
     problems = config.problems()
     if problems:
         raise DraftforgeError("invalid search settings: " + "; ".join(problems))
@@ -468,38 +476,54 @@ def run(
     acceptance = _acceptance(config)
     models = resolve_latency_models(config)
     space = SearchSpace.for_target(target.shape, config.min_params, config.max_params, config.max_layers)
-    batches, notes, targets = [], list(models["notes"]), {}
+    per_batch, tps, notes = [], [], list(models["notes"])
     for batch in config.batch_sizes:
         target_model, tp, note = target_latency_model(config, target, batch, models)
         notes.append(note)
-        targets[str(batch)] = {"tp": tp, "label": target_model.label, **target_model.provenance()}
-        problem = Problem(
-            target=target,
-            draft_latency=models["draft"],
-            target_latency=target_model,
-            acceptance=acceptance,
-            space=space,
-            batch_size=batch,
-            context=config.context,
-            dtype=models["dtype"],
-            max_gamma=config.max_gamma,
-            draft_memory_bytes=models["draft_memory_bytes"],
+        tps.append(tp)
+        per_batch.append(
+            Problem(
+                target=target,
+                draft_latency=models["draft"],
+                target_latency=target_model,
+                acceptance=acceptance,
+                space=space,
+                batch_size=batch,
+                context=config.context,
+                dtype=models["dtype"],
+                max_gamma=config.max_gamma,
+                draft_memory_bytes=models["draft_memory_bytes"],
+            )
         )
-        batches.append(_search_one(problem, tp, config, progress))
+    return Setup(target, space, acceptance, models, per_batch, tps, notes)
+
+
+def run(
+    config: SearchConfig, progress: Callable[[str, int], Callable[[int], None]] | None = None
+) -> SearchResult:
+    """Resolve the inputs, run one study per batch size, rank and compare with the baselines.
+
+    `progress(description, total)` may return a callback advanced once per trial (the CLI's bar).
+    """
+    s = setup(config)
+    batches = [_search_one(p, tp, config, progress) for p, tp in zip(s.problems, s.tps, strict=True)]
     inputs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
     inputs.update(
-        target_name=target.name,
-        draft_gpu=models["draft_gpu"],
-        target_gpu=models["target_gpu"],
-        dtype=models["dtype"],
-        space=space.to_dict(),
+        target_name=s.target.name,
+        draft_gpu=s.models["draft_gpu"],
+        target_gpu=s.models["target_gpu"],
+        dtype=s.models["dtype"],
+        space=s.space.to_dict(),
     )
     latency = {
-        "draft_label": models["draft"].label,
-        "draft": models["draft"].provenance(),
-        "target_by_batch_size": targets,
+        "draft_label": s.models["draft"].label,
+        "draft": s.models["draft"].provenance(),
+        "target_by_batch_size": {
+            str(p.batch_size): {"tp": tp, "label": p.target_latency.label, **p.target_latency.provenance()}
+            for p, tp in zip(s.problems, s.tps, strict=True)
+        },
     }
-    return SearchResult(config, target, inputs, latency, acceptance.to_dict(), batches, notes)
+    return SearchResult(config, s.target, inputs, latency, s.acceptance.to_dict(), batches, s.notes)
 
 
 def _acceptance(config: SearchConfig) -> AcceptanceModel:

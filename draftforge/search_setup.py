@@ -183,7 +183,7 @@ def open_study(
     directions = ["minimize", "maximize"] if objective == "pareto" else ["minimize"]
     backend: Any = None
     if storage is not None:
-        backend = _storage(storage)
+        backend = open_storage(storage)
     try:
         study = optuna.create_study(
             storage=backend,
@@ -208,7 +208,7 @@ def open_study(
     return study
 
 
-def _storage(url: str):
+def open_storage(url: str):
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
