@@ -94,7 +94,8 @@ def _device_label(device: Any) -> str:
     if device.get("gpu"):
         extra = f", CUDA {device['cuda']}" if device.get("cuda") else ""
         return f"{device['gpu']}{extra}"
-    threads = f" ({device['torch_threads']} threads)" if device.get("torch_threads") else ""
+    n = device.get("torch_threads")
+    threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
     return f"{device.get('cpu') or device.get('device', 'cpu')}{threads}"
 
 
@@ -391,6 +392,10 @@ def _usage_section(inputs: DraftInputs, repo_id: str, revision: str | None) -> l
     ]
 
 
+#: keys of draftforge.json's `data` that only mean something on the training machine (a cache path).
+_LOCAL_ONLY_DATA_KEYS = ("cached",)
+
+
 def _training_section(inputs: DraftInputs) -> list[str]:
     meta = inputs.meta
     recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
@@ -409,12 +414,13 @@ def _training_section(inputs: DraftInputs) -> list[str]:
         lines.append("- Initialisation: " + ", ".join(f"{k} = {v}" for k, v in init.items()) + ".")
     data = meta.get("data")
     if isinstance(data, dict) and data:
-        lines.append("- Data: " + ", ".join(f"{k} = {_plain(v)}" for k, v in data.items()) + ".")
+        shown = {k: v for k, v in data.items() if k not in _LOCAL_ONLY_DATA_KEYS}
+        lines.append("- Data: " + ", ".join(f"{k} = {_plain(v)}" for k, v in shown.items()) + ".")
     loss = meta.get("loss")
     if loss is not None:
         lines.append(f"- Loss: {_plain(loss)}.")
     lines.append(
-        f"- Optimiser steps: {meta.get('steps', 'unrecorded')}; training tokens: "
+        f"- Optimiser steps: {meta.get('steps', 'unrecorded')}; tokens processed in training: "
         f"{_fmt(meta.get('tokens'), ',d') if isinstance(meta.get('tokens'), int) else meta.get('tokens', 'unrecorded')}."
     )
     init_m, final_m = meta.get("initial_metrics"), meta.get("final_metrics")

@@ -68,7 +68,11 @@ def _draft_meta(search_path: str | None) -> dict:
         "init": {"method": "layers", "layers": "first_last"},
         "recipe": {"schema": "draftforge.recipe/1", "name": "tiny-pub", "target": "smollm2-135m"},
         "recipe_sha256": "ab" * 32,
-        "data": {"source": "stdlib:pydoc_data/topics.py", "train_tokens": 12345},
+        "data": {
+            "source": "stdlib:pydoc_data/topics.py",
+            "train_tokens": 12345,
+            "cached": "/root/.cache/x.pt",
+        },
         "loss": {"forward_kl": 1.0},
         "steps": 12,
         "tokens": 3072,
@@ -276,7 +280,8 @@ def test_card_metadata_validates_with_huggingface_hub(draft, tmp_path):
     assert "--speculative-num-steps 4 --speculative-eagle-topk 1 --speculative-num-draft-tokens 5" in text
     # training: recipe, data, tokens, loss, metrics
     assert "tiny-pub" in text and "train_tokens = 12,345" in text and "forward_kl: 1.0" in text
-    assert "| eval/alpha | 0.2011 | 0.4213 |" in text
+    assert "| eval/alpha | 0.2011 | 0.4213 |" in text and "tokens processed in training: 3,072" in text
+    assert "/root/.cache" not in text  # a training machine's cache path is not card material
 
 
 def test_latency_model_lines():
