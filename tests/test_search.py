@@ -25,7 +25,12 @@ def _best(**kw):
 
 
 # ---- the objective ---------------------------------------------------------------------------------
-def test_objective_with_fixed_trial_matches_hand_arithmetic():
+def test_objective_with_fixed_trial_matches_hand_arithmetic(monkeypatch):
+    from draftforge.latency import model as latency_model
+
+    monkeypatch.setattr(
+        latency_model, "find_builtin_profile", lambda *a: None
+    )  # the spec sheet, whatever ships
     p = _problem()
     params = {"layers": 5, "hidden": 4096, "head_dim": 128, "kv_group": 1, "ffn_ratio": 8 / 3}
     trial = FixedTrial(params)
