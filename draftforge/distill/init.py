@@ -60,10 +60,18 @@ def _new_model(config, dtype: torch.dtype, seed: int):
 
 
 def random_student(
-    shape: ModelShape, reference_config: Any | None = None, seed: int = 0, dtype: torch.dtype = torch.float32
+    shape: ModelShape,
+    reference_config: Any | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    init_std: float | None = None,
 ):
-    """A freshly initialised model of `shape` (transformers' own init, seeded)."""
-    return _new_model(student_config(shape, reference_config), dtype, seed)
+    """A freshly initialised model of `shape` (transformers' own init, seeded; `init_std` overrides
+    the config's initializer_range)."""
+    config = student_config(shape, reference_config)
+    if init_std is not None:
+        config.initializer_range = init_std
+    return _new_model(config, dtype, seed)
 
 
 # ---- layer subsets -----------------------------------------------------------------------------

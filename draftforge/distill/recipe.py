@@ -55,6 +55,11 @@ class RandomTarget(_Section):
 
     random_shape: dict[str, Any] = Field(description="ModelShape fields of the random teacher.")
     seed: int = Field(0, description="Seed of the teacher's random weights.")
+    init_std: float = Field(
+        0.02,
+        gt=0.0,
+        description="Std of the random weights; larger gives a more peaked, more learnable teacher.",
+    )
 
     @model_validator(mode="after")
     def _shape_ok(self) -> RandomTarget:

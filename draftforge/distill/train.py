@@ -88,6 +88,21 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def check_sources(recipe: Recipe) -> None:
+    """Fail fast on local data files that do not exist (before loading any model)."""
+    from draftforge.distill.data import _is_local, _resolve_local
+
+    sources = [recipe.data.source] if isinstance(recipe.data.source, str) else recipe.data.source
+    for source in sources:
+        if ":" in source.split("/")[0] or recipe.data.format == "hub":
+            continue  # stdlib:, pydoc:, humaneval: and Hub ids are checked when loaded
+        base = Path(recipe.base_dir)
+        if _is_local(source, base) and not _resolve_local(source, base).exists():
+            raise DraftforgeError(
+                f"data file not found: {_resolve_local(source, base)} (data.source {source!r}, relative to the recipe)"
+            )
+
+
 def target_info(recipe: Recipe) -> dict[str, Any]:
     """The target block of draftforge.json: spec, catalog name, Hub id, tokenizer, licence."""
     if isinstance(recipe.target, RandomTarget):
@@ -133,7 +148,7 @@ def load_teacher(recipe: Recipe, device: str, world: int):
             raise DraftforgeError(
                 f"target.random_shape.vocab_size must be at least {len(tokenizer)} (bytes tokenizer)"
             )
-        teacher = random_student(shape, seed=recipe.target.seed, dtype=dtype)
+        teacher = random_student(shape, seed=recipe.target.seed, dtype=dtype, init_std=recipe.target.init_std)
     else:
         from draftforge.assets import load_model_and_tokenizer
 
@@ -442,7 +457,7 @@ def run(
     dist = setup_distributed(recipe.deepspeed)
     torch.manual_seed(recipe.seed + dist.rank)
     random.seed(recipe.seed + dist.rank)
-    out = prepare_output(recipe, resume, dist)
+    check_sources(recipe)
 
     teacher, tokenizer = load_teacher(recipe, dist.device, dist.world)
     shape = recipe.draft_shape()
@@ -450,9 +465,9 @@ def run(
 
     from draftforge.assets import cache_dir
 
-    teacher_id = recipe.target_spec() + (
-        f"#seed{recipe.target.seed}" if isinstance(recipe.target, RandomTarget) else ""
-    )
+    teacher_id = recipe.target_spec()
+    if isinstance(recipe.target, RandomTarget):
+        teacher_id += f"#seed{recipe.target.seed}#std{recipe.target.init_std}"
     prep = dict(
         data=recipe.data,
         base_dir=recipe.base_dir,
@@ -470,6 +485,7 @@ def run(
 
     student, init_info = build_student(recipe, shape, teacher, data)
     student.to(dist.device)
+    out = prepare_output(recipe, resume, dist)  # only now: a run that fails while setting up leaves nothing
     engine = student_engine(student, recipe, dist.world)
     teacher = teacher_engine(teacher, recipe, dist.world)
 
@@ -532,7 +548,7 @@ def run(
                 loss, parts = loss_step(engine, teacher, ids, mask, recipe.loss, cached)
                 if not torch.isfinite(loss).all():
                     raise DraftforgeError(
-                        f"the loss became {float(loss)} at step {state.step + 1}; training stopped and the last good "
+                        f"the loss became {float(loss.detach())} at step {state.step + 1}; training stopped and the last good "
                         f"checkpoint ({last_tag or 'none yet'}) is intact: lower optim.lr, raise optim.warmup_steps "
                         "or use precision bf16/fp32, then --resume"
                     )
