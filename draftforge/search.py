@@ -172,23 +172,6 @@ class SearchSpace:
             trial.suggest_categorical("ffn_ratio", list(self.ffn_ratios)),
         )
 
-    def params_of(self, shape: ModelShape) -> dict[str, Any]:
-        """Trial parameters that reproduce `shape` (for enqueueing; inverse of `suggest`)."""
-        ratio = min(
-            self.ffn_ratios,
-            key=lambda r: abs(
-                self.shape(1, shape.hidden_size, shape.head_dim, 1, r).intermediate_size
-                - shape.intermediate_size
-            ),
-        )
-        return {
-            "layers": shape.num_layers,
-            "hidden": shape.hidden_size,
-            "head_dim": shape.head_dim,
-            "kv_group": shape.num_heads // shape.num_kv_heads,
-            "ffn_ratio": ratio,
-        }
-
     def enumerate(self) -> Iterator[ModelShape]:
         """Every distinct shape of the space (for the exhaustive optimum)."""
         seen: set[ModelShape] = set()
@@ -201,15 +184,6 @@ class SearchSpace:
                             if shape not in seen:
                                 seen.add(shape)
                                 yield shape
-
-    def size(self) -> int:
-        return (
-            len(self.hidden_values())
-            * self.max_layers
-            * len(self.head_dims)
-            * len(self.kv_groups)
-            * len(self.ffn_ratios)
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

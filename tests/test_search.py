@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 optuna = pytest.importorskip("optuna")
@@ -218,3 +220,22 @@ def test_clear_errors_for_bad_inputs():
         )
     for flag in ("--tp", "--trials", "--min-params", "--study-name"):
         assert flag in str(err.value)
+
+
+def test_calibration_feeds_the_search_and_is_recorded(tmp_path):
+    """Measured α well above the prior for small drafts makes a smaller draft pay, and the output says so."""
+    t = get_target("llama-65b").shape
+    rows = []
+    for layers, hidden in [(2, 1024), (4, 2048), (8, 4096)]:
+        s = SearchSpace.for_target(t).shape(layers, hidden, 128, 1, 4.0)
+        rows.append({"shape": s.to_dict(), "target": "llama-65b", "alpha": 0.85})  # flat: size does not help
+    path = tmp_path / "measured.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    prior = _best(max_layers=16)
+    calibrated = _best(max_layers=16, calibration=(str(path),))
+    assert prior.acceptance_model["source"] == "prior"
+    assert (
+        calibrated.acceptance_model["source"] == "calibrated" and calibrated.acceptance_model["n_points"] == 3
+    )
+    assert abs(calibrated.acceptance_model["slope_per_decade"]) < 0.02
+    assert calibrated.best.params < prior.best.params

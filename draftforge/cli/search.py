@@ -34,6 +34,9 @@ def search(
     runtime: str = typer.Option("eager", "--runtime", help="eager or cuda-graph."),
     profile: str = typer.Option(None, "--profile", help="Measured profile file for the draft GPU."),
     reprofile: bool = typer.Option(False, "--reprofile", help="Re-measure the local device first."),
+    profile_minutes: float = typer.Option(
+        3.0, "--profile-minutes", help="Time budget when the local device has to be profiled first."
+    ),
     calibration: list[str] = typer.Option(
         None,
         "--calibration",
@@ -87,6 +90,7 @@ def search(
         runtime=runtime,  # type: ignore[arg-type]
         profile=profile,
         reprofile=reprofile,
+        profile_budget_minutes=profile_minutes,
         calibration=tuple(calibration or ()),
         min_params=int(min_params) if min_params is not None else None,
         max_params=int(max_params) if max_params is not None else None,
