@@ -175,7 +175,7 @@ def _print(result) -> None:
                 f"{s.num_layers}×{s.hidden_size}",
                 f"{s.num_heads}/{s.num_kv_heads}",
                 str(s.intermediate_size),
-                f"{c.params / 1e9:.2f}B",
+                _params(c.params),
                 f"{c.draft_latency_s * 1e3:.2f}",
                 f"{c.alpha:.2f}",
                 str(c.gamma),
@@ -187,9 +187,15 @@ def _print(result) -> None:
         best = batch.candidates[0]
         out.print(
             f"[bold]recommended for batch {batch.batch_size}:[/bold] {best.shape.describe()} "
-            f"({best.params / 1e9:.2f}B), gamma={best.gamma}, predicted {best.speedup:.2f}x"
+            f"({_params(best.params)}), gamma={best.gamma}, predicted {best.speedup:.2f}x "
+            f"({best.speedup_low:.2f}x-{best.speedup_high:.2f}x over the alpha band "
+            f"{best.alpha_low:.2f}-{best.alpha_high:.2f})"
         )
         out.print(f"[bold]why:[/bold] {batch.why}")
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
 def register(app: typer.Typer) -> None:
