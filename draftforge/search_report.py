@@ -144,14 +144,15 @@ def plot_batch(result: SearchResult, batch: BatchResult, folder: Path) -> list[P
         c="tab:blue",
         label="Pareto front (latency vs alpha)",
     )
-    for b in batch.baselines:
+    for label, b in summary_rows(batch)[len(batch.candidates) :]:  # baselines, identical shapes merged
         ax.scatter([b.draft_latency_s * 1e3], [b.alpha], marker="s", s=40, c="tab:orange", zorder=4)
         ax.annotate(
-            f"{b.name} ({b.speedup:.2f}x)",
+            f"{label} ({b.speedup:.2f}x)",
             (b.draft_latency_s * 1e3, b.alpha),
             fontsize=7,
-            xytext=(4, -10),
+            xytext=(-4, 6),
             textcoords="offset points",
+            ha="right",
         )
     ax.scatter(
         [best.draft_latency_s * 1e3],
