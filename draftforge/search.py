@@ -68,6 +68,8 @@ class SearchConfig:
     study_name: str | None = None
     top_k: int = 5
     max_gamma: int = 16
+    #: show the profiler's progress bar (off for --json, whose stdout must stay pure JSON)
+    show_progress: bool = True
 
     def problems(self) -> list[str]:
         out = []

@@ -163,6 +163,7 @@ def _local_profile(device: str, dtype: str, config: SearchConfig, notes: list[st
                 budget_minutes=config.profile_budget_minutes,
                 out=str(path),
                 overwrite=True,
+                progress=config.show_progress,
             )
         )
     model = load_latency_model(path)

@@ -97,11 +97,12 @@ def search(
         max_layers=max_layers,
         trials=trials,
         objective=objective,  # type: ignore[arg-type]
-        sampler=sampler,
+        sampler=sampler,  # type: ignore[arg-type]
         seed=seed,
         storage=storage,
         study_name=study_name,
-        top_k=top,  # type: ignore[arg-type]
+        top_k=top,
+        show_progress=not as_json,
     )
     if out is not None:  # refuse a non-empty folder before searching, not after
         from draftforge.files import ensure_new_dir
