@@ -296,6 +296,30 @@ def test_latency_model_lines():
     assert "no error report" in _describe_latency_model({"label": "m", "error_report": None})
 
 
+def test_the_cards_transformers_snippet_runs(draft, tmp_path, model_files):
+    """The card's assisted-generation code, pointed at local folders, generates with the draft."""
+    import re
+
+    from transformers import LlamaForCausalLM
+
+    target_dir = tmp_path / "target"
+    LlamaForCausalLM(TARGET_SHAPE.to_hf_config()).save_pretrained(target_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (target_dir / name).write_bytes((model_files / name).read_bytes())
+    out = tmp_path / "out"
+    run(PublishConfig(draft_dir=str(draft), repo_id="me/tiny-draft", dry_run=str(out)))
+    text = (out / "README.md").read_text()
+    code = re.search(r"```python\n(import torch\n.*?)```", text, re.S).group(1)
+    code = code.replace("HuggingFaceTB/SmolLM2-135M-Instruct", str(target_dir)).replace(
+        "me/tiny-draft", str(out)
+    )
+    code = code.replace("max_new_tokens=128", "max_new_tokens=8").replace("print(", "decoded = (")
+    namespace: dict = {}
+    exec(compile(code, "README.md snippet", "exec"), namespace)
+    new_tokens = namespace["out"].shape[1] - namespace["inputs"]["input_ids"].shape[1]
+    assert 1 <= new_tokens <= 8 and isinstance(namespace["decoded"], str)
+
+
 def test_card_says_when_the_shape_is_not_from_a_search(draft, tmp_path):
     meta = json.loads((draft / "draftforge.json").read_text())
     meta["search"] = None
