@@ -573,8 +573,12 @@ def why_winner(best: Candidate, baselines: list[Candidate], problem: Problem) ->
         return f"{head}, so at gamma={best.gamma} with alpha {best.alpha:.2f} it decodes {best.speedup:.2f}x faster."
     ref = min(usable, key=lambda b: b.latency_per_token_s)
     gain = ref.latency_per_token_s / best.latency_per_token_s
+    if best.alpha < ref.alpha:
+        trade = f"and that outweighs its lower alpha ({best.alpha:.2f} vs {ref.alpha:.2f})"
+    else:
+        trade = f"and it accepts as well or better (alpha {best.alpha:.2f} vs {ref.alpha:.2f})"
     return (
-        f"{head} vs {ref.draft_latency_s * 1e3:.2f} ms for {ref.name} ({ref.shape.num_layers} layers), "
-        f"and that outweighs its alpha of {best.alpha:.2f} vs {ref.alpha:.2f}: at gamma={best.gamma} it gives "
-        f"{best.speedup:.2f}x vs {ref.speedup:.2f}x ({gain:.2f}x the best baseline's throughput)."
+        f"{head} vs {ref.draft_latency_s * 1e3:.2f} ms for {ref.name} ({ref.shape.num_layers} layers), {trade}: "
+        f"at gamma={best.gamma} it gives {best.speedup:.2f}x vs {ref.speedup:.2f}x "
+        f"({gain:.2f}x the best baseline's throughput)."
     )

@@ -170,7 +170,7 @@ def _print(result) -> None:
             table.add_column(col, justify="right", no_wrap=True)
         for label, c in summary_rows(batch):
             s = c.shape
-            style = "bold green" if c.rank == 1 else ("dim" if c.name else None)
+            style = "bold green" if c.rank == 1 else ("dim" if c.feasible else "red") if c.name else None
             table.add_row(
                 label,
                 f"{s.num_layers}×{s.hidden_size}",
@@ -185,6 +185,8 @@ def _print(result) -> None:
                 style=style,
             )
         out.print(table)
+        if any(not b.feasible for b in batch.baselines):
+            out.print("[red]red baselines do not fit the draft GPU's memory (scored anyway)[/red]")
         best = batch.candidates[0]
         out.print(
             f"[bold]recommended for batch {batch.batch_size}:[/bold] {best.shape.describe()} "
