@@ -224,8 +224,7 @@ class Candidate:
     rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["shape"] = self.shape.to_dict()
+        d = {"rank": self.rank, **dataclasses.asdict(self), "shape": self.shape.to_dict()}
         if self.name is None:
             del d["name"]
         return d
@@ -484,6 +483,7 @@ def run(
     s = setup(config)
     batches = [_search_one(p, tp, config, progress) for p, tp in zip(s.problems, s.tps, strict=True)]
     inputs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    del inputs["show_progress"]
     inputs.update(
         target_name=s.target.name,
         draft_gpu=s.models["draft_gpu"],
