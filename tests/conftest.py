@@ -1,4 +1,9 @@
-"""Shared fixtures. Tests run offline: the Hub is never contacted (HF_HUB_OFFLINE=1)."""
+"""Shared fixtures. Tests run offline: the Hub is never contacted (HF_HUB_OFFLINE=1).
+
+Torch runs single-threaded in tests (override with DRAFTFORGE_TEST_THREADS): the test machines have
+two cores shared by several processes, and with oversubscribed intra-op threads a tiny model's
+forward is ~10-25x slower than on one thread. Tests never assert wall-clock times.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,12 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("DRAFTFORGE_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
