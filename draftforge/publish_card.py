@@ -243,22 +243,34 @@ def _why_section(inputs: DraftInputs) -> list[str]:
     if cand is None:
         lines.append("- This draft's shape is not among the search's candidates.")
         return lines
+    speedup_range = (
+        f" ({_fmt(cand['speedup_low'], '.2f', '×')}–{_fmt(cand['speedup_high'], '.2f', '×')} over the α range)"
+        if "speedup_low" in cand and "speedup_high" in cand
+        else ""
+    )
     lines.append(
         f"- Prediction for this shape (rank {cand.get('rank', '?')}{note}): draft step "
         f"{_fmt(_ms(cand.get('draft_latency_s')), '.3f', ' ms')}, α {_fmt(cand.get('alpha'))} "
         f"(range {_fmt(cand.get('alpha_low'))}–{_fmt(cand.get('alpha_high'))}), γ {cand.get('gamma', '—')}, "
-        f"τ {_fmt(cand.get('tau'), '.2f')}, speedup {_fmt(cand.get('speedup'), '.2f', '×')}, "
+        f"τ {_fmt(cand.get('tau'), '.2f')}, speedup {_fmt(cand.get('speedup'), '.2f', '×')}{speedup_range}, "
         f"{_fmt(cand.get('tokens_per_s'), '.1f')} tokens/s."
     )
+    if isinstance(s.get("why"), str) and s["why"]:
+        lines.append(f"- The search's reason: {s['why']}")
     baselines = [b for b in s.get("baselines") or [] if isinstance(b, dict)]
     if baselines:
         lines += ["", "Existing drafts scored by the same models:", ""]
         lines += ["| draft | parameters | α | γ | predicted speedup |", "|---|---:|---:|---:|---:|"]
         for b in baselines:
             params = b.get("params")
+            verdict = (
+                f"not usable: {b.get('reason') or 'infeasible'}"
+                if b.get("feasible") is False
+                else _fmt(b.get("speedup"), ".2f", "×")
+            )
             lines.append(
                 f"| {b.get('name', '?')} | {f'{params:,}' if isinstance(params, int) else '—'} | "
-                f"{_fmt(b.get('alpha'))} | {b.get('gamma', '—')} | {_fmt(b.get('speedup'), '.2f', '×')} |"
+                f"{_fmt(b.get('alpha'))} | {b.get('gamma', '—')} | {verdict} |"
             )
     return lines
 

@@ -152,7 +152,11 @@ def _search_json() -> dict:
         "tau": 2.9,
         "latency_per_token_s": 0.004,
         "speedup": 1.87,
+        "speedup_low": 1.6,
+        "speedup_high": 2.1,
         "tokens_per_s": 250.0,
+        "feasible": True,
+        "reason": None,
     }
     return {
         "schema": "draftforge.search/1",
@@ -175,7 +179,11 @@ def _search_json() -> dict:
         },
         "acceptance_model": {"source": "prior"},
         "candidates": [cand, {**cand, "rank": 2, "shape": DRAFT_SHAPE.replace(num_layers=2).to_dict()}],
-        "baselines": [{**cand, "rank": None, "name": "smollm2-135m-itself", "speedup": 0.9}],
+        "why": "1 layer x 32 wide: a draft step takes 1.23 ms, so at gamma=4 it decodes 1.87x faster.",
+        "baselines": [
+            {**cand, "rank": None, "name": "smollm2-135m-itself", "speedup": 0.9},
+            {**cand, "rank": None, "name": "too-big", "feasible": False, "reason": "does not fit"},
+        ],
     }
 
 
@@ -269,7 +277,11 @@ def test_card_metadata_validates_with_huggingface_hub(draft, tmp_path):
         in text
     )
     assert "(target = smollm2-135m, gpu = h100, batch_sizes = [1], context = 512)" in text
-    assert "speedup 1.87×" in text  # the search's predicted speedup
+    assert "speedup 1.87× (1.60×–2.10× over the α range)" in text  # the search's predicted speedup
+    assert "The search's reason: 1 layer x 32 wide" in text
+    assert (
+        "| smollm2-135m-itself | 13,408 | 0.610 | 4 | 0.90× |" in text and "not usable: does not fit" in text
+    )
     assert "torch 2.13.0" in text and "transformers 5.24.0" in text
     assert f"{DRAFT_SHAPE.param_count():,}" in text and f"{TARGET_SHAPE.param_count():,}" in text
     # usage snippets for the three runtimes, with the measured best γ
