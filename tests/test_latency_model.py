@@ -41,6 +41,7 @@ TRUE = {
     "forward": 4e-4,
     "layers": 1.5e-4,
     "layer_token_rows": 0.0,
+    "attention_heads": 2e-5,
     "weight_bytes": 1.2e-10,
     "kv_bytes": 3e-10,
     "lm_head_bytes": 1e-10,
@@ -109,6 +110,7 @@ def test_features_by_hand():
     attn = 64 * 64 * 2 + 2 * 64 * kv_dim  # q, o + k, v
     mlp = 3 * 64 * 128
     assert f["forward"] == 1 and f["layers"] == 2 and f["layer_token_rows"] == 2 * 6
+    assert f["attention_heads"] == 2 * 3 * 4
     assert f["weight_bytes"] == 2 * (attn + mlp + 2 * 64) * 2
     assert f["kv_bytes"] == 2 * 3 * 12 * 2 * kv_dim * 2
     assert f["lm_head_bytes"] == 100 * 64 * 2

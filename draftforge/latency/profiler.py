@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from draftforge.errors import DraftforgeError
 from draftforge.latency.analytic import RUNTIMES, Runtime
@@ -40,8 +40,8 @@ from draftforge.shapes import DTYPE_BYTES, FAMILIES, Family, ModelShape
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": dict(
         layers=(1, 2, 3, 4, 6, 8, 12, 16),
-        hidden=(128, 256, 384, 512, 768, 1024, 1536),
-        max_params=300_000_000,
+        hidden=(256, 384, 512, 768, 1024, 1536),
+        max_params=200_000_000,
         contexts=(128, 1024),
         warmup=2,
         min_repeats=5,
@@ -81,6 +81,11 @@ class ProfileConfig:
     #: second thread that loses its core stalls every parallel region (measured: 1 thread 17 ms with
     #: p90 22 ms, 2 threads 120-200 ms median on a busy 2-core machine); raise it on a dedicated one.
     threads: int | None = None
+    #: CPU clock: "thread" = the measuring thread's CPU time (time.thread_time), immune to the
+    #: scheduler handing the core to other processes on a shared host (measured: a 12-layer shape
+    #: 17 ms thread time, 42-52 ms wall time under load 4 on 2 cores); "wall" = perf_counter.
+    #: "auto": thread with 1 thread (the timed work runs on the calling thread), wall otherwise.
+    clock: Literal["auto", "wall", "thread"] = "auto"
     layers: tuple[int, ...] | None = None
     hidden: tuple[int, ...] | None = None
     #: intermediate_size / hidden_size (rounded to a multiple of 64); 2.75 is LLaMA's ratio, 4 GPT's
@@ -92,6 +97,8 @@ class ProfileConfig:
     family: Family = "llama"
     min_params: int = 0
     max_params: int | None = None
+    #: explicit shapes to profile instead of the grid above (benchmarks use this)
+    shapes: tuple[ModelShape, ...] | None = None
     batch_sizes: tuple[int, ...] = (1,)
     #: cached tokens per sequence before the timed forward
     contexts: tuple[int, ...] | None = None
@@ -141,6 +148,10 @@ class ProfileConfig:
                 out.append(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.threads is not None and self.threads < 1:
             out.append(f"threads must be positive, got {self.threads!r}")
+        if self.clock not in ("auto", "wall", "thread"):
+            out.append(f"clock must be auto, wall or thread, got {self.clock!r}")
+        elif self.clock == "thread" and (self.device != "cpu" or (self.threads or 1) > 1):
+            out.append("clock 'thread' measures one CPU thread: use it with --device cpu and 1 thread")
         for name in ("warmup", "min_repeats", "max_repeats"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "warmup" else 1):
@@ -157,14 +168,25 @@ class ProfileConfig:
             changes["dtype"] = "bf16" if self.device.startswith("cuda") else "fp32"
         else:
             changes["dtype"] = canonical_dtype(self.dtype)
-        if self.threads is None and self.device == "cpu":
-            changes["threads"] = 1
+        threads = self.threads
+        if threads is None and self.device == "cpu":
+            changes["threads"] = threads = 1
+        if self.device != "cpu":
+            changes["clock"] = "wall"  # CUDA events, see `cuda_timer`
+        elif self.clock == "auto":
+            changes["clock"] = "thread" if threads == 1 else "wall"
         return dataclasses.replace(self, **changes)
 
 
 # ---- the grid ------------------------------------------------------------------------------------
 def shape_grid(config: ProfileConfig) -> list[ModelShape]:
     """Every valid shape of the (resolved) config's grid within its parameter range, in grid order."""
+    if config.shapes is not None:
+        if not config.shapes:
+            raise DraftforgeError(
+                "no shape of the profile grid is feasible (the explicit shape list is empty)"
+            )
+        return list(config.shapes)
     shapes: list[ModelShape] = []
     for layers in config.layers or ():
         for hidden in config.hidden or ():
@@ -270,6 +292,13 @@ def cpu_timer(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def thread_timer(fn: Callable[[], Any]) -> float:
+    """CPU seconds the calling thread spent in `fn` (excludes time the scheduler gave to others)."""
+    start = time.thread_time()
+    fn()
+    return time.thread_time() - start
+
+
 def cuda_timer(fn: Callable[[], Any]) -> float:
     """Seconds of `fn` on the current CUDA stream, by CUDA events (synchronised)."""
     import torch
@@ -297,7 +326,7 @@ def build_model(shape: ModelShape, dtype, device):
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model = model.to_empty(device=device)
-    with torch.no_grad():
+    with torch.no_grad():  # first touch of the fresh pages dominates this, not the random numbers
         for tensor in [*model.parameters(), *model.buffers()]:
             if tensor.is_floating_point():
                 tensor.uniform_(-0.02, 0.02)
@@ -367,9 +396,15 @@ def static_workload(model, batch_size: int, context: int, tokens: int, capture: 
             )
     ids = torch.randint(0, cfg.vocab_size, (batch_size, tokens), device=device)
     position_ids = torch.arange(context, context + tokens, device=device).expand(batch_size, tokens)
+    # A ready 4D mask (query i sees slots 0..context+i) is used as-is by transformers; letting it build
+    # one would read the tensor query offset of the static cache on the host, which a graph cannot capture.
+    slots = torch.arange(context + tokens, device=device)
+    allowed = slots[None, :] <= (context + torch.arange(tokens, device=device))[:, None]  # (T, context+T)
+    mask = allowed[None, None].expand(batch_size, 1, tokens, context + tokens)  # (B, 1, T, context+T)
     kwargs: dict[str, Any] = {
         "input_ids": ids,
         "position_ids": position_ids,
+        "attention_mask": mask,
         _cache_kwarg(model): cache,
         "use_cache": True,
     }
@@ -491,13 +526,17 @@ def run(config: ProfileConfig) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    timer = cuda_timer if device.startswith("cuda") else cpu_timer
+    if device.startswith("cuda"):
+        timer = cuda_timer
+    else:
+        timer = thread_timer if config.clock == "thread" else cpu_timer
     # Keep time for fitting and writing: the cross-validated fit takes a few seconds.
     deadline = t_start + budget_s - min(20.0, 0.1 * budget_s)
     measurements: list[Measurement] = []
     skipped: list[dict[str, Any]] = []
     costs: list[tuple[float, float]] = []  # (weight bytes + offset, seconds) per measured shape
     available = _available_bytes(device)
+    _warm_up(config, torch_dtype)  # one-time import and kernel start-up costs must not inflate estimates
     try:
         with _progress(
             config.progress, budget_s, f"profiling {device_name} {config.dtype} {config.runtime}"
@@ -549,6 +588,23 @@ def run(config: ProfileConfig) -> Path:
     return write_json(out, obj)
 
 
+def _warm_up(config: ProfileConfig, torch_dtype) -> None:
+    """Build and run a tiny model of the configured family once (imports, allocator, kernels)."""
+    tiny = ModelShape(
+        num_layers=1,
+        hidden_size=64,
+        num_heads=1,
+        num_kv_heads=1,
+        intermediate_size=64,
+        vocab_size=64,
+        family=config.family,
+    )
+    model = build_model(tiny, torch_dtype, config.device)
+    forward, reset = eager_workload(model, 1, 4, 1)
+    reset()
+    forward()
+
+
 def _estimate_cost(costs: list[tuple[float, float]], size: float) -> float:
     """Seconds to build and time a shape of `size` bytes, from the median seconds-per-byte so far."""
     if not costs:
@@ -563,6 +619,7 @@ def _fingerprint(device: str, device_name: str, config: ProfileConfig) -> dict[s
     info = dict(device_fingerprint(device))
     info["name"] = device_name
     info["threads"] = config.threads if device == "cpu" else None
+    info["clock"] = "cuda-events" if device.startswith("cuda") else config.clock
     return info
 
 
@@ -589,6 +646,8 @@ def build_profile(
     settings = dataclasses.asdict(config)
     for key in ("out", "overwrite", "progress"):
         settings.pop(key)
+    if config.shapes is not None:
+        settings["shapes"] = [s.to_dict() for s in config.shapes]
     return {
         "schema": PROFILE_SCHEMA,
         "created": now_iso(),
