@@ -61,7 +61,7 @@ def resolve_latency_models(config: SearchConfig) -> dict[str, Any]:
     else:
         draft_model = measured
 
-    hw = get_hardware(draft_gpu)
+    hw = _catalog(draft_gpu)
     return {
         "draft": draft_model,
         "measured": measured,
@@ -69,8 +69,16 @@ def resolve_latency_models(config: SearchConfig) -> dict[str, Any]:
         "notes": notes,
         "draft_gpu": draft_gpu,
         "target_gpu": get_hardware(config.target_gpu).name if config.target_gpu else draft_gpu,
-        "draft_memory_bytes": hw.memory_bytes if hw.has_spec_sheet else None,
+        "draft_memory_bytes": hw.memory_bytes if hw is not None and hw.has_spec_sheet else None,
     }
+
+
+def _catalog(gpu: str):
+    """The catalog entry of a device, or None for a local GPU the catalog does not know."""
+    try:
+        return get_hardware(gpu)
+    except DraftforgeError:
+        return None
 
 
 def target_latency_model(
@@ -110,8 +118,8 @@ def _default_tp(
 ) -> tuple[int, str]:
     from draftforge.latency.analytic import AnalyticLatencyModel
 
-    hw = get_hardware(gpu)
-    if not hw.has_spec_sheet:
+    hw = _catalog(gpu)
+    if hw is None or not hw.has_spec_sheet:
         return 1, f"tensor parallelism 1 ({gpu} has no memory figure to size it)"
     for tp in (1, 2, 4, 8, 16, 32, 64):
         if AnalyticLatencyModel(hardware=hw, dtype=dtype, runtime=runtime, tp=tp).fits(

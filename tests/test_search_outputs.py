@@ -231,3 +231,19 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path):
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_local_gpu_outside_the_catalog_uses_its_cached_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRAFTFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(latency_model, "local_device_name", lambda: "nvidia-future-gpu")
+    write_profile(
+        latency_model.default_profile_path("nvidia-future-gpu", "bf16", "eager"),
+        "nvidia-future-gpu",
+        dtype="bf16",
+    )
+    result = search.run(SearchConfig(gpu="local", target="llama-7b", trials=30))
+    assert result.inputs["draft_gpu"] == "nvidia-future-gpu" and result.batches[0].tp == 1
+    assert (
+        result.latency_model["target_by_batch_size"]["1"]["label"] == "measured nvidia-future-gpu bf16 eager"
+    )
+    assert any("has no memory figure" in n for n in result.notes)
