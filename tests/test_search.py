@@ -239,3 +239,30 @@ def test_calibration_feeds_the_search_and_is_recorded(tmp_path):
     )
     assert abs(calibrated.acceptance_model["slope_per_decade"]) < 0.02
     assert calibrated.best.params < prior.best.params
+
+
+def _cand(latency_ms: float, alpha: float, per_token_ms: float, layers: int = 2):
+    shape = SearchSpace.for_target(get_target("llama-7b").shape).shape(layers, 1024, 128, 1, 4.0)
+    return search.Candidate(
+        shape,
+        shape.param_count(),
+        latency_ms / 1e3,
+        alpha,
+        alpha - 0.1,
+        alpha + 0.1,
+        4,
+        3.0,
+        per_token_ms / 1e3,
+        2.0,
+        100.0,
+        1.5,
+        2.5,
+    )
+
+
+def test_pareto_front_and_rank_on_hand_made_points():
+    a, b, c, d = _cand(1, 0.5, 30), _cand(2, 0.6, 20), _cand(3, 0.55, 25), _cand(4, 0.7, 22, layers=3)
+    assert search.pareto_front([c, d, a, b]) == [a, b, d]  # c is beaten by b on both axes
+    ranked = search.rank([a, b, c, d])
+    assert [x.latency_per_token_s for x in ranked] == [0.020, 0.022, 0.025, 0.030]
+    assert [x.rank for x in ranked] == [1, 2, 3, 4]
