@@ -13,6 +13,7 @@ printed, written, or kept in an error message.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from dataclasses import dataclass
@@ -197,8 +198,9 @@ def _check_eval(report: dict[str, Any], path: Path) -> None:
     else:
         for i, r in enumerate(results):
             for key in ("gamma", "alpha", "speedup"):
-                if not isinstance(r, dict) or not isinstance(r.get(key), (int, float)):
-                    problems.append(f"results[{i}].{key} is missing or not a number")
+                value = r.get(key) if isinstance(r, dict) else None
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    problems.append(f"results[{i}].{key} is missing or not a finite number")
     if problems:
         raise DraftforgeError(f"eval report {path} is incomplete: {'; '.join(problems)}")
 
@@ -320,24 +322,25 @@ def load_inputs(config: PublishConfig) -> DraftInputs:
 
 # ---- the gate -----------------------------------------------------------------------------------
 def gate(inputs: DraftInputs) -> str | None:
-    """None when the draft may be published; else the reason it may not (one sentence)."""
-    if inputs.search_missing is not None:
-        return (
-            f"draftforge.json names the search result {inputs.search_missing!r}, which was not found; "
-            "pass it with --search FILE"
-        )
+    """None when the draft may be published; else every reason it may not, in one sentence."""
+    reasons: list[str] = []
     best = best_result(inputs.evals)
     if best is None:
-        return (
+        reasons.append(
             f"{inputs.draft_dir} has no eval report, so its speedup is unmeasured; run `draftforge evaluate "
             f"--draft {inputs.draft_dir} --out {inputs.draft_dir}/eval.json` or pass --eval FILE"
         )
-    if best[1]["speedup"] < 1:
-        return (
+    elif best[1]["speedup"] < 1:
+        reasons.append(
             f"the best measured speedup is {best[1]['speedup']:.3f}x (below 1: the draft slows decoding down, "
             f"from {best[0].path})"
         )
-    return None
+    if inputs.search_missing is not None:
+        reasons.append(
+            f"draftforge.json names the search result {inputs.search_missing!r}, which was not found; "
+            "pass it with --search FILE"
+        )
+    return "; ".join(reasons) or None
 
 
 # ---- the upload plan ----------------------------------------------------------------------------

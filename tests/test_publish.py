@@ -443,6 +443,7 @@ def test_explicit_eval_and_search_files(draft, tmp_path):
         ("corrupt_eval", "not valid JSON"),
         ("foreign_eval", "expected 'draftforge.eval/1'"),
         ("empty_eval", "results' is missing or empty"),
+        ("nan_eval", r"results\[1\]\.speedup is missing or not a finite number"),
     ],
 )
 def test_refuses_broken_inputs(draft, tmp_path, breakage, message):
@@ -459,6 +460,10 @@ def test_refuses_broken_inputs(draft, tmp_path, breakage, message):
         (draft / "eval.json").write_text("{")
     elif breakage == "foreign_eval":
         write_json(draft / "eval.json", {"schema": "draftforge.search/1"})
+    elif breakage == "nan_eval":
+        report = _eval_report(str(draft))
+        report["results"][1]["speedup"] = float("nan")
+        write_json(draft / "eval.json", report)
     elif breakage == "empty_eval":
         write_json(draft / "eval.json", {**_eval_report(str(draft)), "results": []})
     with pytest.raises(DraftforgeError, match=message):
