@@ -295,3 +295,44 @@ def test_two_process_zero2_matches_single_process_curve(tmp_path):
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=2e-2), (step, a[step], b[step])
     assert read_manifest(two / "draft")["steps"] == 10
+
+
+@pytest.mark.slow
+def test_smollm2_layer_init_distills_and_exports(smollm2_path, tmp_path):
+    """The real SmolLM2-135M-Instruct teacher: layer-subset student, a few steps, a working assistant."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    recipe = load_recipe(
+        REPO / "recipes" / "smollm2-cpu.yaml",
+        [
+            f"output.dir={tmp_path / 'sm'}",
+            f"target={smollm2_path}",
+            "optim.max_steps=3",
+            "data.max_records=24",
+            "data.eval_records=4",
+            "data.seq_len=32",
+            "data.teacher_topk=null",
+            "eval.max_batches=1",
+            "eval.every_steps=3",
+            "output.save_every=3",
+        ],
+    )
+    result = train_mod.run(recipe, progress=False)
+    assert result.final_metrics["eval/alpha"] > result.initial_metrics["eval/alpha"]
+    m = read_manifest(result.draft_dir)
+    assert m["init"]["layers"] == [0, 29] and m["shape"]["num_layers"] == 2
+    draft = AutoModelForCausalLM.from_pretrained(result.draft_dir).eval()
+    teacher = AutoModelForCausalLM.from_pretrained(smollm2_path).eval()
+    tok = AutoTokenizer.from_pretrained(result.draft_dir)
+    assert (
+        tok.chat_template and tok.chat_template == AutoTokenizer.from_pretrained(smollm2_path).chat_template
+    )
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is a list?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    plain = teacher.generate(**ids, max_new_tokens=8, do_sample=False)
+    assisted = teacher.generate(**ids, max_new_tokens=8, do_sample=False, assistant_model=draft)
+    assert torch.equal(plain, assisted)

@@ -220,8 +220,14 @@ class OutputSection(_Section):
 
 
 class PublishSection(_Section):
-    repo_id: str
+    """Upload the exported draft with `draftforge publish` when training ends (needs HF_TOKEN)."""
+
+    repo_id: str = Field(description="OWNER/NAME of the Hub model repository.")
     private: bool = True
+    revision: str | None = Field(None, description="Branch to upload to (default: main).")
+    dry_run: str | None = Field(
+        None, description="Write the repository to this new folder instead of uploading."
+    )
 
 
 class Recipe(_Section):

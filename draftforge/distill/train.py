@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -454,6 +455,8 @@ def run(
     `stop_after` ends the loop early after that many optimizer steps (a checkpoint is written
     there), which is what an interrupted run looks like; tests use it to check resume.
     """
+    if recipe.deepspeed.device == "cpu" or not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before anything imports deepspeed
     dist = setup_distributed(recipe.deepspeed)
     torch.manual_seed(recipe.seed + dist.rank)
     random.seed(recipe.seed + dist.rank)
@@ -478,7 +481,15 @@ def run(
         cache=cache_dir() / "distill-data",
     )
     if dist.is_main:
-        data = prepare_data(**prep)
+        regen = recipe.data.regenerate
+        total = min(regen.max_records, recipe.data.eval_records) + regen.max_records
+        bar = (
+            _RichProgress(total, 0, "teacher regeneration") if progress and regen.enabled else _NullProgress()
+        )
+        try:
+            data = prepare_data(**prep, progress=lambda n: bar.update(advance=n))
+        finally:
+            bar.stop()
     _barrier()
     if not dist.is_main:
         data = prepare_data(**prep)  # a cache hit: rank 0 wrote it
@@ -492,7 +503,13 @@ def run(
     topk = None
     if recipe.data.teacher_topk is not None:
         topk = cached_teacher_topk(
-            teacher, data, recipe.data.teacher_topk, recipe.optim.micro_batch_size, out, dist
+            teacher,
+            data,
+            recipe.data.teacher_topk,
+            recipe.optim.micro_batch_size,
+            out,
+            dist,
+            show=progress and dist.is_main,
         )
 
     state = TrainState()
@@ -569,6 +586,7 @@ def run(
                 "lr": engine.get_lr()[0],
                 "tokens": state.tokens,
                 "tokens_per_s": tps,
+                "elapsed_s": elapsed,
             }
             if on_policy:
                 metrics["train/on_policy"] = 1.0
@@ -607,6 +625,9 @@ def run(
     draft_dir = out / DRAFT
     if state.step >= opt.max_steps:
         export(engine, recipe, shape, teacher, tokenizer, init_info, data, state, initial, final, out, dist)
+        _barrier()
+        if recipe.publish is not None and dist.is_main:
+            publish_draft(draft_dir, recipe)
     _barrier()
     return DistillResult(
         out,
@@ -636,18 +657,26 @@ def _mean_over_ranks(value: float, dist: Dist) -> float:
 
 
 @torch.no_grad()
-def cached_teacher_topk(teacher, data: DistillData, k: int, micro_batch: int, out: Path, dist: Dist):
+def cached_teacher_topk(
+    teacher, data: DistillData, k: int, micro_batch: int, out: Path, dist: Dist, show: bool = False
+):
     """The teacher's top-k log-probs for every training block, computed once and kept in the run
     folder (later epochs and resumed runs skip the teacher forward)."""
     path = out / f"teacher_top{k}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     values, indices = [], []
-    for start in range(0, data.train_ids.shape[0], micro_batch):
-        ids = data.train_ids[start : start + micro_batch].to(dist.device)
-        packed = topk_teacher(teacher_logits(teacher, ids), k)
-        values.append(packed["values"].cpu())
-        indices.append(packed["indices"].cpu())
+    n = data.train_ids.shape[0]
+    bar = _RichProgress(n, 0, f"teacher top-{k}") if show else _NullProgress()
+    try:
+        for start in range(0, n, micro_batch):
+            ids = data.train_ids[start : start + micro_batch].to(dist.device)
+            packed = topk_teacher(teacher_logits(teacher, ids), k)
+            values.append(packed["values"].cpu())
+            indices.append(packed["indices"].cpu())
+            bar.update(completed=min(n, start + micro_batch))
+    finally:
+        bar.stop()
     result = {"values": torch.cat(values), "indices": torch.cat(indices)}
     if dist.is_main:
         torch.save(result, path)
@@ -683,6 +712,20 @@ def export(
     save_draft(
         out / DRAFT, engine.module.config, sd, tokenizer, generation_config_for(teacher, tokenizer), manifest
     )
+
+
+def publish_draft(draft_dir: Path, recipe: Recipe) -> None:
+    """The recipe's `publish:` section: hand the exported folder to draftforge.publish."""
+    from draftforge.publish import PublishConfig
+    from draftforge.publish import run as publish_run
+
+    try:
+        publish_run(PublishConfig.from_section(draft_dir, recipe.publish))
+    except DraftforgeError as exc:
+        raise DraftforgeError(
+            f"the draft is saved in {draft_dir}, but publishing it failed: {exc} "
+            f"(retry with `draftforge publish {draft_dir}`)"
+        ) from None
 
 
 # ---- launcher entry point ------------------------------------------------------------------------
