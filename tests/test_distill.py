@@ -298,6 +298,53 @@ def test_two_process_zero2_matches_single_process_curve(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_process_zero3_with_partitioned_teacher(tmp_path):
+    """ZeRO-3 student and a ZeRO-3-partitioned teacher on two gloo ranks: trains, gathers, exports."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "z3"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    sets = (
+        "optim.max_steps=4",
+        "optim.micro_batch_size=2",
+        "deepspeed.zero_stage=3",
+        "deepspeed.teacher_zero3=true",
+        "eval.every_steps=2",
+        "eval.max_batches=3",
+        "output.save_every=2",
+        "deepspeed.threads=1",
+        f"output.dir={out}",
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "draftforge.distill.train",
+            str(SMOKE),
+            "--no-progress",
+            *(a for s in sets for a in ("--set", s)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["final_metrics"]["eval/alpha"] > summary["initial_metrics"]["eval/alpha"]
+    for folder, n in ((out / "draft", 1), (out / "teacher", 2)):  # full tensors, not ZeRO-3 partitions
+        sd = load_file(folder / "model.safetensors")
+        assert sd["model.embed_tokens.weight"].shape == (320, 64)
+        assert f"model.layers.{n - 1}.mlp.up_proj.weight" in sd
+
+
+@pytest.mark.slow
 def test_smollm2_layer_init_distills_and_exports(smollm2_path, tmp_path):
     """The real SmolLM2-135M-Instruct teacher: layer-subset student, a few steps, a working assistant."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -293,10 +293,13 @@ def evaluate(
     student.eval()
     n = data.eval_ids.shape[0]
     sums = torch.zeros(4, dtype=torch.float64)  # alpha·tokens, agree·tokens, loss·tokens, tokens
-    for b in range(dist.rank, cfg.max_batches, dist.world):
-        start = b * micro_batch
-        if start >= n:
-            break
+    batches = min(cfg.max_batches, math.ceil(n / micro_batch))
+    # every rank runs the same number of forwards (ZeRO-3 forwards are collective); a rank without a
+    # batch of its own in the last round repeats batch 0 and does not count it
+    for rnd in range(math.ceil(batches / dist.world)):
+        b = rnd * dist.world + dist.rank
+        counted = b < batches
+        start = b * micro_batch if counted else 0
         ids = data.eval_ids[start : start + micro_batch].to(dist.device)
         mask = data.eval_mask[start : start + micro_batch].to(dist.device)
         t = teacher_logits(teacher, ids)
@@ -313,7 +316,7 @@ def evaluate(
             chunk_tokens=loss_cfg.chunk_tokens,
         )
         k = acc["tokens"]
-        if k:
+        if k and counted:
             sums += torch.tensor(
                 [acc["alpha"] * k, acc["greedy_agree"] * k, float(loss) * k, k], dtype=torch.float64
             )
@@ -497,6 +500,10 @@ def run(
     student, init_info = build_student(recipe, shape, teacher, data)
     student.to(dist.device)
     out = prepare_output(recipe, resume, dist)  # only now: a run that fails while setting up leaves nothing
+    if isinstance(recipe.target, RandomTarget) and dist.is_main and not (out / "teacher").is_dir():
+        # keep the random teacher next to the draft (evaluate needs it); saved before ZeRO-3 partitions it
+        teacher.save_pretrained(out / "teacher")
+        tokenizer.save_pretrained(out / "teacher")
     engine = student_engine(student, recipe, dist.world)
     teacher = teacher_engine(teacher, recipe, dist.world)
 
@@ -694,8 +701,6 @@ def export(
         return
     target = target_info(recipe)
     if isinstance(recipe.target, RandomTarget):
-        teacher.save_pretrained(out / "teacher")
-        tokenizer.save_pretrained(out / "teacher")
         target["path"] = str((out / "teacher").resolve())
     manifest = draft_manifest(
         shape=shape,
@@ -740,6 +745,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     args = parser.parse_args(argv)
+    import warnings
+
+    # DeepSpeed still calls torch.distributed's deprecated collectives; one warning per call is noise
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     try:
         recipe = load_recipe(args.recipe, args.overrides)
         result = run(recipe, resume=args.resume, progress=not args.no_progress)
