@@ -15,6 +15,7 @@ from draftforge.latency.model import load_latency_model, read_profile
 from draftforge.latency.profiler import (
     ProfileConfig,
     build_model,
+    combine_passes,
     coverage_order,
     eager_workload,
     run,
@@ -33,7 +34,7 @@ TINY = ModelShape(
 def _tiny_config(tmp_path, **changes) -> ProfileConfig:
     base = dict(
         device="cpu",
-        budget_minutes=0.5,
+        budget_minutes=1.0,
         out=str(tmp_path / "p.json"),
         layers=(1, 2, 3),
         hidden=(32, 64),
@@ -116,6 +117,24 @@ def test_trimmed_stats_by_hand():
     assert s["p10_s"] == pytest.approx(1.4)
     assert s["p90_s"] == pytest.approx(4.6)
     assert trimmed_stats([2.0]) == {"median_s": 2.0, "p10_s": 2.0, "p90_s": 2.0}
+
+
+def test_combine_passes_keeps_the_quietest_pass():
+    from draftforge.latency.model import Measurement
+
+    a = [Measurement(TINY, 1, 8, 1, 2.0, 1.9, 2.5, 5), Measurement(TINY, 1, 8, 5, 3.0, 2.8, 3.1, 5)]
+    b = [Measurement(TINY, 1, 8, 1, 1.5, 1.4, 1.6, 6), Measurement(TINY, 1, 8, 5, 3.3, 3.2, 4.0, 6)]
+    assert combine_passes([a]) == a
+    one, five = combine_passes([a, b])
+    assert (one.median_s, one.p10_s, one.p90_s, one.repeats, one.pass_medians_s) == (
+        1.5,
+        1.4,
+        2.5,
+        11,
+        (2.0, 1.5),
+    )
+    assert (five.median_s, five.p10_s, five.p90_s, five.pass_medians_s) == (3.0, 2.8, 4.0, (3.0, 3.3))
+    assert Measurement.from_dict(five.to_dict()) == five
 
 
 def test_time_repeats_warms_up_resets_and_stops():
@@ -201,6 +220,7 @@ def test_tiny_profile_run_writes_a_valid_profile(tmp_path):
     assert obj["versions"]["torch"] and obj["created"]
     prof = read_profile(path)
     assert len(prof.measurements) == 6 * 2 * 2  # 6 shapes x 2 contexts x 2 token counts
+    assert all(len(m.pass_medians_s) == 2 for m in prof.measurements)  # CPU default: two passes
     assert {m.group for m in prof.measurements} == {(n, h) for n in (1, 2, 3) for h in (32, 64)}
     for m in prof.measurements:
         assert 0 < m.p10_s <= m.median_s <= m.p90_s and m.repeats >= 2

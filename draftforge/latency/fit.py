@@ -223,13 +223,16 @@ def calibrate_analytic(
         )
         return (pred - y) / y
 
-    # Start from a memory-bound guess: 10 GB/s and 100 GFLOP/s on a CPU, the spec sheet on a GPU.
-    if spec is not None:
-        x0 = [spec.memory_bandwidth * 0.6, spec.peak_flops * 0.4, 50e-6, 200e-6]
-    else:
-        x0 = [10e9, 100e9, 50e-6, 200e-6]
-    result = least_squares(residuals, np.log(x0), method="trf", x_scale=1.0, max_nfev=400)
-    return build(result.x)
+    # The roofline's max() leaves the FLOP/s figure without gradient while no point is compute-bound,
+    # so start from several ridge points (FLOP/s per byte/s) and keep the best fit.
+    bandwidth = spec.memory_bandwidth * 0.6 if spec is not None else 10e9
+    best = None
+    for ridge in (0.5, 2.0, 8.0, 50.0, 300.0):
+        x0 = np.log([bandwidth, bandwidth * ridge, 50e-6, 200e-6])
+        result = least_squares(residuals, x0, method="trf", max_nfev=200)
+        if best is None or result.cost < best.cost:
+            best = result
+    return build(best.x)
 
 
 def calibrated_summary(model) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class Measurement:
     p10_s: float
     p90_s: float
     repeats: int
+    #: per-pass medians when the shape was timed in several passes (median_s is their minimum)
+    pass_medians_s: tuple[float, ...] = ()
 
     @property
     def group(self) -> tuple[int, int]:
@@ -82,6 +84,7 @@ class Measurement:
             "p10_s": self.p10_s,
             "p90_s": self.p90_s,
             "repeats": self.repeats,
+            **({"pass_medians_s": list(self.pass_medians_s)} if self.pass_medians_s else {}),
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class Measurement:
             p10_s=float(d.get("p10_s", d["median_s"])),
             p90_s=float(d.get("p90_s", d["median_s"])),
             repeats=int(d.get("repeats", 1)),
+            pass_medians_s=tuple(float(x) for x in d.get("pass_medians_s", ())),
         )
 
 
