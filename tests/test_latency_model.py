@@ -420,3 +420,37 @@ def test_cli_show_plot_and_errors(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["profile", "show", str(bad)])
     assert exc.value.code == 2
+
+
+def test_profile_carries_a_calibrated_spec_sheet_model(tmp_path):
+    path = _write(tmp_path, _profile_obj(_synthetic(TRUE)))
+    cal = load_latency_model(path, kind="calibrated")
+    assert isinstance(cal, AnalyticLatencyModel) and isinstance(cal, LatencyModel)
+    assert "calibrated" in cal.label and cal.calibrated_from == str(path)
+    stored = read_profile(path).raw["calibrated_spec_sheet"]
+    assert cal.hardware.memory_bandwidth == pytest.approx(stored["effective_bandwidth_b_s"])
+    assert stored["in_sample"]["n"] == len(_synthetic(TRUE))
+    s = _shape(4, 512)
+    assert cal.forward_time(s, 1, 256, 1) > 0
+    with pytest.raises(DraftforgeError, match="cannot be rescaled"):
+        load_latency_model(path, gpu="a100", kind="calibrated")
+    with pytest.raises(DraftforgeError, match="unknown latency model kind"):
+        load_latency_model(path, kind="magic")  # type: ignore[arg-type]
+
+
+def test_calibrated_gpu_profile_keeps_its_efficiencies_on_another_gpu(tmp_path):
+    spec = AnalyticLatencyModel.for_gpu("h100", dtype="bf16", runtime="cuda-graph")
+    meas = []
+    for n in (1, 4, 16):
+        for h in (1024, 2048, 4096):
+            for tokens in (1, 5):
+                t = spec.forward_time(_shape(n, h), 1, 512, tokens) * 1.3
+                meas.append(Measurement(_shape(n, h), 1, 512, tokens, t, t, t, 1))
+    path = _write(tmp_path, _profile_obj(meas, device="h100-sxm", dtype="bf16", runtime="cuda-graph"))
+    here = load_latency_model(path, kind="calibrated")
+    there = load_latency_model(path, gpu="a100-80gb", kind="calibrated")
+    assert here.hardware.name == "h100-sxm" and there.hardware.name == "a100-80gb"
+    assert there.constants.bandwidth_efficiency == pytest.approx(here.constants.bandwidth_efficiency)
+    assert "rescaled from h100-sxm" in there.calibrated_from
+    s = _shape(8, 2048)
+    assert there.forward_time(s, 1, 512, 1) > here.forward_time(s, 1, 512, 1)

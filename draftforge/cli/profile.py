@@ -56,6 +56,12 @@ def profile(
     ),
     vocab_size: int = typer.Option(32000, "--vocab-size", min=1),
     max_params: int = typer.Option(None, "--max-params", help="Largest shape in parameters."),
+    passes: int = typer.Option(
+        None, "--passes", min=1, help="Passes over the shapes (default 2 on CPU, 1 on CUDA)."
+    ),
+    clock: str = typer.Option(
+        "auto", "--clock", help="CPU clock: auto, thread (CPU time of the thread) or wall."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Profile this device (when no subcommand is given) and write a `draftforge.profile/1` file.
@@ -108,6 +114,7 @@ def _summary(prof) -> dict[str, Any]:
         "coefficients": prof.coefficients,
         "error_report": report,
         "spec_sheet": raw.get("spec_sheet"),
+        "calibrated_spec_sheet": raw.get("calibrated_spec_sheet"),
     }
 
 
@@ -198,6 +205,14 @@ def show(
         coef.add_row(name, kind, f"{prof.coefficients.get(name, 0.0):.4g}", f"s / {unit}", meaning)
     out.print(coef)
     _print_report(out, s["error_report"], s.get("spec_sheet"))
+    cal = s.get("calibrated_spec_sheet")
+    if cal:
+        out.print(
+            f"spec-sheet model calibrated on these points: {cal['effective_bandwidth_b_s'] / 1e9:.1f} GB/s, "
+            f"{cal['effective_flops'] / 1e12:.3g} TFLOP/s, {cal['layer_overhead_s'] * 1e6:.0f} µs per layer, "
+            f"{cal['step_overhead_s'] * 1e6:.0f} µs per forward (in-sample MAPE {cal['in_sample']['mape']:.1%}); "
+            "use it with load_latency_model(path, kind='calibrated')"
+        )
 
 
 @profile_app.command("plot")

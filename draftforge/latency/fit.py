@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -236,17 +234,15 @@ def calibrate_analytic(
 
 
 def calibrated_summary(model) -> dict[str, Any]:
-    """The fitted figures of a calibrated analytic model, for reports."""
+    """The fitted figures of a calibrated analytic model (what `model.calibrated_analytic` rebuilds from)."""
     c = model.constants
     return {
         "label": model.label,
+        "hardware": model.hardware.name,
         "effective_bandwidth_b_s": model.hardware.memory_bandwidth * c.bandwidth_efficiency,
         "effective_flops": model.hardware.peak_flops * c.compute_efficiency,
+        "bandwidth_efficiency": c.bandwidth_efficiency if model.hardware.has_spec_sheet else None,
+        "compute_efficiency": c.compute_efficiency if model.hardware.has_spec_sheet else None,
         "layer_overhead_s": c.layer_overhead_s[model.runtime],
         "step_overhead_s": c.step_overhead_s[model.runtime],
-        "constants": {k: v for k, v in dataclasses.asdict(c).items() if not isinstance(v, dict)},
     }
-
-
-def is_finite_positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0

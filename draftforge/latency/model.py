@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from draftforge.errors import DraftforgeError
 from draftforge.latency.features import FEATURE_NAMES, feature_kind, forward_features
@@ -348,13 +348,23 @@ def resolve_profile_path(spec: str | os.PathLike) -> Path:
     )
 
 
-def load_latency_model(path: str | os.PathLike, gpu: str | None = None) -> FittedLatencyModel:
+def load_latency_model(
+    path: str | os.PathLike, gpu: str | None = None, kind: Literal["fitted", "calibrated"] = "fitted"
+) -> LatencyModel:
     """A `LatencyModel` from a profile file (or built-in profile name).
 
-    With `gpu` naming another catalog GPU than the one measured, the model is rescaled by the
-    spec-sheet ratio (and its label says so). A CPU profile only serves `gpu=None` or "cpu".
+    kind "fitted": the NNLS model of the profile; "calibrated": the spec-sheet model with the
+    constants fitted to the profile's measurements. With `gpu` naming another catalog GPU than the
+    one measured, the model is moved there by the spec-sheet ratio (fitted: byte terms by bandwidth,
+    FLOP terms by tensor FLOP/s; calibrated: the measured efficiencies applied to the other GPU's
+    spec sheet) and its label says so. A CPU profile only serves `gpu=None` or "cpu".
     """
-    model = FittedLatencyModel.from_profile(read_profile(resolve_profile_path(path)))
+    profile = read_profile(resolve_profile_path(path))
+    if kind == "calibrated":
+        return calibrated_analytic(profile, gpu)
+    if kind != "fitted":
+        raise DraftforgeError(f"unknown latency model kind {kind!r}; use fitted or calibrated")
+    model = FittedLatencyModel.from_profile(profile)
     if gpu is None:
         return model
     from draftforge.catalog import get_hardware
@@ -363,6 +373,71 @@ def load_latency_model(path: str | os.PathLike, gpu: str | None = None) -> Fitte
     if hw.name == model.device:
         return model
     return model.rescaled_to(hw.name)
+
+
+def calibrated_analytic(profile: Profile, gpu: str | None = None):
+    """The spec-sheet model calibrated on `profile` (stored under `calibrated_spec_sheet`)."""
+    from draftforge.catalog import Hardware, get_hardware
+    from draftforge.latency.analytic import AnalyticConstants, AnalyticLatencyModel
+
+    cal = profile.raw.get("calibrated_spec_sheet")
+    keys = ("effective_bandwidth_b_s", "effective_flops", "layer_overhead_s", "step_overhead_s")
+    if not isinstance(cal, dict) or not all(
+        isinstance(cal.get(k), (int, float)) and cal[k] >= 0 for k in keys
+    ):
+        raise DraftforgeError(
+            f"{profile.path} has no calibrated spec-sheet constants; re-measure it with `draftforge profile`"
+        )
+    defaults = AnalyticConstants()
+    layer = {**defaults.layer_overhead_s, profile.runtime: float(cal["layer_overhead_s"])}
+    step = {**defaults.step_overhead_s, profile.runtime: float(cal["step_overhead_s"])}
+    source = str(profile.path)
+    measured = _catalog_or_none(profile.device_name)
+    target = get_hardware(gpu) if gpu is not None else measured
+    if target is not None and target.name != profile.device_name:
+        if measured is None or not measured.has_spec_sheet or not target.has_spec_sheet:
+            raise DraftforgeError(
+                f"a profile measured on {profile.device_name} cannot be rescaled to {target.name} (rescaling "
+                f"needs two catalog GPUs); measure {target.name} with `draftforge profile` or drop --profile"
+            )
+        source += f", rescaled from {profile.device_name} by spec-sheet ratio"
+    if target is not None and target.has_spec_sheet:
+        bw_eff = cal["effective_bandwidth_b_s"] / measured.memory_bandwidth  # type: ignore[union-attr]
+        fl_eff = cal["effective_flops"] / measured.peak_flops  # type: ignore[union-attr]
+        constants = AnalyticConstants(
+            bandwidth_efficiency=bw_eff,
+            compute_efficiency=fl_eff,
+            layer_overhead_s=layer,
+            step_overhead_s=step,
+        )
+        hw = target
+    else:  # the CPU: a stand-in with the measured effective figures
+        constants = AnalyticConstants(
+            bandwidth_efficiency=1.0, compute_efficiency=1.0, layer_overhead_s=layer, step_overhead_s=step
+        )
+        hw = Hardware(
+            name=profile.device_name,
+            display_name=f"{profile.device_name} (calibrated stand-in)",
+            kind="cpu",
+            peak_flops=float(cal["effective_flops"]) or 1e30,
+            memory_bandwidth=float(cal["effective_bandwidth_b_s"]),
+        )
+    return AnalyticLatencyModel(
+        hardware=hw,
+        dtype=profile.dtype,
+        runtime=profile.runtime,  # type: ignore[arg-type]
+        constants=constants,
+        calibrated_from=source,
+    )
+
+
+def _catalog_or_none(name: str):
+    from draftforge.catalog import get_hardware
+
+    try:
+        return get_hardware(name)
+    except DraftforgeError:
+        return None
 
 
 # ---- which device is this -------------------------------------------------------------------------

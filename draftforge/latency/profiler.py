@@ -711,7 +711,16 @@ def build_profile(
         },
         "error_report": report,
         "spec_sheet": _spec_sheet_comparison(measurements, config, name),
+        "calibrated_spec_sheet": _calibrated(measurements, config, name),
     }
+
+
+def _calibrated(measurements: list[Measurement], config: ProfileConfig, name: str) -> dict[str, Any]:
+    """The spec-sheet model's constants fitted to these measurements, and its in-sample error."""
+    from draftforge.latency.fit import calibrate_analytic, calibrated_summary, evaluate_model
+
+    model = calibrate_analytic(measurements, config.dtype or "fp32", config.runtime, device=name)
+    return {**calibrated_summary(model), "in_sample": evaluate_model(model, measurements)}
 
 
 def _spec_sheet_comparison(measurements: list[Measurement], config: ProfileConfig, name: str) -> dict | None:
