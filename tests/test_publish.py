@@ -693,3 +693,29 @@ def test_cli_offline_error_exits_2_without_the_token(draft):
     assert proc.stderr.startswith("error: the Hugging Face Hub could not be reached")
     assert "Traceback" not in proc.stderr
     assert SENTINEL_TOKEN not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_publish_dry_run_of_a_real_distilled_draft(tmp_path):
+    """Contract 4 end to end: `draftforge distill` (tiny-smoke recipe) writes a folder publish accepts."""
+    from huggingface_hub import ModelCard
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny-smoke.yaml"
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "draftforge", "distill", str(recipe), "--set", f"output.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    draft = run_dir / "draft"
+    with pytest.raises(DraftforgeError, match="no eval report"):
+        run(PublishConfig(draft_dir=str(draft), repo_id="me/smoke", dry_run=str(tmp_path / "refused")))
+    out = tmp_path / "out"
+    result = run(PublishConfig(draft_dir=str(draft), repo_id="me/smoke", dry_run=str(out), force=True))
+    assert {"README.md", "config.json", "model.safetensors", "draftforge.json"} <= set(result.files)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == list(result.files)
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "draftforge" in card.data.tags
+    assert "tiny-smoke" in card.text and "not from a search" in card.text
