@@ -309,3 +309,30 @@ def test_gpu_profile_script_reduced_mode(tmp_path):
     assert prof.device_name == "cpu" and len(prof.measurements) > 0
     assert len(summary["depth_vs_width"]) == 3
     assert json.loads((tmp_path / "gp" / "summary.json").read_text())["schema"] == "draftforge.gpu-profile/1"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "tpu"], "device must be 'cpu' or 'cuda[:N]'"),
+        (["--hidden", "40,72"], "no shape of the profile grid is feasible"),
+        (["--max-params", "1000"], "no shape of the profile grid is feasible"),
+        (["--runtime", "cuda-graph"], "cuda-graph needs --device cuda"),
+    ],
+)
+def test_cli_profile_user_errors_are_one_clear_line(tmp_path, capsys, args, message):
+    from draftforge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", "--out", str(tmp_path / "x.json"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine")
+    with pytest.raises(DraftforgeError, match="no CUDA device is available"):
+        run(ProfileConfig(device="cuda", out=str(tmp_path / "x.json"), progress=False))
