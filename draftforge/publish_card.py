@@ -502,6 +502,11 @@ def render_card(
             f"Measured: α = {_fmt(r['alpha'])}, τ = {_fmt(r.get('tau'), '.2f')}, speedup "
             f"**{_fmt(r['speedup'], '.2f', '×')}** at γ = {r['gamma']} on {_device_label(best[0].report.get('device'))}."
         )
+        if r["speedup"] < 1:
+            headline += (
+                "\n\n> **Warning:** this draft made decoding slower in every measurement below; "
+                "it was published with --force."
+            )
     else:
         headline = "Not measured: published with --force and no eval report."
     body = [

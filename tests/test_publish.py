@@ -218,6 +218,7 @@ def test_dry_run_writes_the_complete_upload(draft, tmp_path):
 
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == list(result.files)
+    assert "made decoding slower" not in (out / "README.md").read_text()
     for name in (
         "README.md",
         "config.json",
@@ -381,6 +382,7 @@ def test_gate_refuses_a_speedup_below_one_unless_forced(draft, tmp_path):
         run(PublishConfig(draft_dir=str(draft), repo_id="me/x", dry_run=str(tmp_path / "a")))
     result = run(PublishConfig(draft_dir=str(draft), repo_id="me/x", dry_run=str(tmp_path / "b"), force=True))
     assert "below 1" in result.forced_reason and result.speedup == pytest.approx(0.97)
+    assert "made decoding slower in every measurement" in (tmp_path / "b" / "README.md").read_text()
 
 
 def test_gate_uses_the_best_of_several_reports(draft, tmp_path):
