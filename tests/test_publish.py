@@ -721,3 +721,12 @@ def test_publish_dry_run_of_a_real_distilled_draft(tmp_path):
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "transformers" and "draftforge" in card.data.tags
     assert "tiny-smoke" in card.text and "not from a search" in card.text
+
+
+def test_a_failed_dry_run_leaves_no_folder(tmp_path):
+    from draftforge.publish import write_folder
+
+    plan = {"README.md": b"card", "model.safetensors": tmp_path / "vanished.safetensors"}
+    with pytest.raises(DraftforgeError, match="could not write the dry-run folder"):
+        write_folder(plan, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
