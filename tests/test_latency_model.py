@@ -204,6 +204,10 @@ def test_calibrated_spec_sheet_model_recovers_its_constants():
                 t = truth.forward_time(_shape(n, h), 1, 256, tokens)
                 meas.append(Measurement(_shape(n, h), 1, 256, tokens, t, t, t, 1))
     cal = calibrate_analytic(meas, "fp32", "eager", device="cpu", source="synthetic")
+    from draftforge.latency.fit import _analytic_terms, analytic_predict
+
+    fast = analytic_predict(_analytic_terms(meas, "fp32"), np.array([12e9, 80e9, 2e-4, 5e-4]))
+    assert fast == pytest.approx([m.median_s for m in meas], rel=1e-9)  # same arithmetic as the model
     assert isinstance(cal, AnalyticLatencyModel) and cal.calibrated_from == "synthetic"
     assert cal.hardware.memory_bandwidth == pytest.approx(12e9, rel=0.02)
     assert cal.constants.layer_overhead_s["eager"] == pytest.approx(2e-4, rel=0.05)

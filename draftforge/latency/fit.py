@@ -214,12 +214,10 @@ def calibrate_analytic(
             calibrated_from=source or "measurements",
         )
 
+    terms = _analytic_terms(measurements, dtype)
+
     def residuals(theta: np.ndarray) -> np.ndarray:
-        model = build(theta)
-        pred = np.array(
-            [model.forward_time(m.shape, m.batch_size, m.context, m.tokens) for m in measurements]
-        )
-        return (pred - y) / y
+        return analytic_predict(terms, np.exp(theta)) / y - 1.0
 
     # The roofline's max() leaves the FLOP/s figure without gradient while no point is compute-bound,
     # so start from several ridge points (FLOP/s per byte/s) and keep the best fit.
@@ -231,6 +229,37 @@ def calibrate_analytic(
         if best is None or result.cost < best.cost:
             best = result
     return build(best.x)
+
+
+def _analytic_terms(measurements: Sequence[Measurement], dtype: str) -> np.ndarray:
+    """Per measurement (N, 5): layers, layer bytes (weights + KV), layer FLOPs, LM-head bytes and FLOPs,
+    exactly as `AnalyticLatencyModel.breakdown` counts them at tp=1."""
+    from draftforge.shapes import dtype_bytes
+
+    b = dtype_bytes(dtype)
+    rows = []
+    for m in measurements:
+        s, n_new = m.shape, m.batch_size * m.tokens
+        rows.append(
+            (
+                s.num_layers,
+                s.layer_weight_bytes(dtype) + m.batch_size * (m.context + m.tokens) * 2 * s.kv_dim * b,
+                n_new * s.layer_flops_per_token(m.context),
+                s.lm_head_weight_bytes(dtype),
+                n_new * 2.0 * s.vocab_size * (s.embed_dim or s.hidden_size),
+            )
+        )
+    return np.array(rows, dtype=float)
+
+
+def analytic_predict(terms: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Vectorised spec-sheet forward time (tp=1) for params (bandwidth B/s, FLOP/s, s per layer,
+    s per forward): layers x (max(bytes/BW, FLOPs/F) + per-layer) + max(head) + per-forward."""
+    bw, flops, per_layer, per_forward = params
+    layers, lb, lf, hb, hf = terms.T
+    return (
+        layers * (np.maximum(lb / bw, lf / flops) + per_layer) + np.maximum(hb / bw, hf / flops) + per_forward
+    )
 
 
 def calibrated_summary(model) -> dict[str, Any]:
