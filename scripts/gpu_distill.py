@@ -92,7 +92,7 @@ def main() -> None:
                 device=device,
                 init="random",
             )
-            plain.append(plain_loop_tokens_per_s(recipe))
+            plain.append(plain_loop_tokens_per_s(recipe)["tokens_per_s"])
             trainer.append(trainer_tokens_per_s(recipe)["tokens_per_s"])
             print(f"repeat {i}: plain {plain[-1]:,.0f} tok/s, trainer {trainer[-1]:,.0f} tok/s", flush=True)
     tps = statistics.median(trainer)

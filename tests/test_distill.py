@@ -215,6 +215,7 @@ def test_teacher_topk_cache_and_mixed_losses_train(tmp_path):
             "data.teacher_topk=16",
             "loss.terms={forward_kl: 0.4, tv: 0.3, jsd: 0.2, ce: 0.1}",
             "optim.max_steps=6",
+            "optim.grad_accum=2",
             "data.on_policy.fraction=0.3",
             "data.on_policy.prompt_tokens=16",
             "data.on_policy.max_new_tokens=8",
@@ -225,6 +226,7 @@ def test_teacher_topk_cache_and_mixed_losses_train(tmp_path):
     assert result.final_metrics["eval/alpha"] > result.initial_metrics["eval/alpha"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"train/forward_kl", "train/tv", "train/jsd", "train/ce"} <= set().union(*rows)
+    assert sum(r.get("train/on_policy", 0) for r in rows) >= 1  # some steps trained on student samples
 
 
 def test_cli_dry_run_and_errors(tmp_path):
@@ -383,3 +385,15 @@ def test_smollm2_layer_init_distills_and_exports(smollm2_path, tmp_path):
     plain = teacher.generate(**ids, max_new_tokens=8, do_sample=False)
     assisted = teacher.generate(**ids, max_new_tokens=8, do_sample=False, assistant_model=draft)
     assert torch.equal(plain, assisted)
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(DraftforgeError, match="pip install tensorboard"):
+        train_mod.run(_recipe(tmp_path / "tb", "output.tensorboard=true"), progress=False)
+    assert not (tmp_path / "tb").exists()

@@ -63,8 +63,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def plain_loop_tokens_per_s(recipe: Recipe) -> float:
-    """Tokens/s of a hand-written PyTorch loop doing the recipe's work (no DeepSpeed)."""
+def plain_loop_tokens_per_s(recipe: Recipe) -> dict[str, float]:
+    """Tokens/s (wall clock) and tokens per process-CPU-second of a hand-written PyTorch loop doing the
+    recipe's work (no DeepSpeed)."""
     from draftforge.assets import cache_dir
     from draftforge.distill.data import BatchSampler, prepare_data
     from draftforge.distill.engine import lr_lambda, make_optimizer, setup_distributed
@@ -96,11 +97,11 @@ def plain_loop_tokens_per_s(recipe: Recipe) -> float:
     sampler = BatchSampler(data.train_ids.shape[0], opt_cfg.micro_batch_size, recipe.seed)
     trainable = [p for p in student.parameters() if p.requires_grad]
     micro = 0
-    t0 = 0.0
+    t0 = cpu0 = 0.0
     for step in range(opt_cfg.max_steps):
         if step == 1:  # the first step is warm-up (allocations, lazy initialisation)
             _sync(dist.device)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
         for _ in range(opt_cfg.grad_accum):
             idx = sampler.indices(micro)
             ids, mask = data.train_ids[idx].to(dist.device), data.train_mask[idx].to(dist.device)
@@ -117,9 +118,9 @@ def plain_loop_tokens_per_s(recipe: Recipe) -> float:
         optimizer.zero_grad(set_to_none=True)
         float(loss.detach())  # the trainer reads the loss every step too
     _sync(dist.device)
-    elapsed = time.perf_counter() - t0
-    steps = opt_cfg.max_steps - 1
-    return steps * opt_cfg.grad_accum * opt_cfg.micro_batch_size * recipe.data.seq_len / elapsed
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    tokens = (opt_cfg.max_steps - 1) * opt_cfg.grad_accum * opt_cfg.micro_batch_size * recipe.data.seq_len
+    return {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / cpu}
 
 
 def trainer_tokens_per_s(recipe: Recipe) -> dict[str, float]:
@@ -131,5 +132,10 @@ def trainer_tokens_per_s(recipe: Recipe) -> dict[str, float]:
     rows = [json.loads(line) for line in (Path(result.out_dir) / METRICS).read_text().splitlines()]
     by_step = {r["step"]: r for r in rows if "elapsed_s" in r}
     first, last = by_step[1], by_step[result.steps]
-    tps = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
-    return {"tokens_per_s": tps, "mfu": last.get("mfu"), "steps": result.steps}
+    tokens = last["tokens"] - first["tokens"]
+    return {
+        "tokens_per_s": tokens / (last["elapsed_s"] - first["elapsed_s"]),
+        "tokens_per_cpu_s": tokens / (last["cpu_s"] - first["cpu_s"]),
+        "mfu": last.get("mfu"),
+        "steps": result.steps,
+    }

@@ -89,8 +89,15 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def check_sources(recipe: Recipe) -> None:
-    """Fail fast on local data files that do not exist (before loading any model)."""
+def preflight(recipe: Recipe) -> None:
+    """Fail fast, before loading any model: missing local data files, missing optional packages."""
+    if recipe.output.tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise DraftforgeError(
+                "output.tensorboard needs the tensorboard package (pip install tensorboard)"
+            ) from None
     from draftforge.distill.data import _is_local, _resolve_local
 
     sources = [recipe.data.source] if isinstance(recipe.data.source, str) else recipe.data.source
@@ -463,7 +470,7 @@ def run(
     dist = setup_distributed(recipe.deepspeed)
     torch.manual_seed(recipe.seed + dist.rank)
     random.seed(recipe.seed + dist.rank)
-    check_sources(recipe)
+    preflight(recipe)
 
     teacher, tokenizer = load_teacher(recipe, dist.device, dist.world)
     shape = recipe.draft_shape()
@@ -547,7 +554,7 @@ def run(
     )
     last = {"train/loss": float("nan")}
     last_tag = None
-    t0, tok0 = time.perf_counter(), state.tokens
+    t0, cpu0, tok0 = time.perf_counter(), time.process_time(), state.tokens
     end_step = opt.max_steps if stop_after is None else min(opt.max_steps, state.step + stop_after)
     try:
         engine.train()
@@ -594,6 +601,7 @@ def run(
                 "tokens": state.tokens,
                 "tokens_per_s": tps,
                 "elapsed_s": elapsed,
+                "cpu_s": time.process_time() - cpu0,  # process CPU time: robust to other load on shared CPUs
             }
             if on_policy:
                 metrics["train/on_policy"] = 1.0
