@@ -336,3 +336,32 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         pytest.skip("a CUDA machine")
     with pytest.raises(DraftforgeError, match="no CUDA device is available"):
         run(ProfileConfig(device="cuda", out=str(tmp_path / "x.json"), progress=False))
+
+
+def test_shapes_that_do_not_fit_are_skipped_not_fatal(tmp_path, monkeypatch):
+    from draftforge.latency import profiler
+
+    cfg = _tiny_config(tmp_path, passes=1)
+    shapes = shape_grid(cfg.resolved())
+    sizes = sorted(profiler._needed_bytes(s, cfg.resolved()) for s in shapes)
+    monkeypatch.setattr(profiler, "_available_bytes", lambda device: sizes[2])  # the 3 smallest fit
+    real_build = profiler.build_model
+
+    def build_or_oom(shape, dtype, device):
+        if shape.num_layers == 1 and shape.hidden_size == 32:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+        return real_build(shape, dtype, device)
+
+    monkeypatch.setattr(profiler, "build_model", build_or_oom)
+    obj = json.loads(run(cfg).read_text())
+    reasons = [s["reason"] for s in obj["skipped"]]
+    assert (
+        reasons.count("does not fit in memory") == 4
+    )  # 3 too big for the memory check + 1 allocation failure
+    measured = {(m["shape"]["num_layers"], m["shape"]["hidden_size"]) for m in obj["measurements"]}
+    assert len(measured) == 2 and (1, 32) not in measured
+
+
+def test_bf16_on_cpu_is_an_option(tmp_path):
+    obj = json.loads(run(_tiny_config(tmp_path, dtype="bf16", layers=(1, 2), passes=1)).read_text())
+    assert obj["dtype"] == "bf16" and len(obj["measurements"]) == 4 * 2 * 2

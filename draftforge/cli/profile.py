@@ -199,10 +199,10 @@ def show(
         )
     out.print(table)
     coef = Table(title="fitted coefficients (non-negative least squares, relative error)")
-    for col in ("feature", "kind", "coefficient", "per unit", "meaning"):
+    for col in ("feature", "kind", "coefficient", "unit"):
         coef.add_column(col)
-    for name, (kind, unit, meaning) in FEATURES.items():
-        coef.add_row(name, kind, f"{prof.coefficients.get(name, 0.0):.4g}", f"s / {unit}", meaning)
+    for name, (kind, unit, _meaning) in FEATURES.items():
+        coef.add_row(name, kind, f"{prof.coefficients.get(name, 0.0):.4g}", f"s / {unit}")
     out.print(coef)
     _print_report(out, s["error_report"], s.get("spec_sheet"))
     cal = s.get("calibrated_spec_sheet")
