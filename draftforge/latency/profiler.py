@@ -416,14 +416,16 @@ def static_workload(model, batch_size: int, context: int, tokens: int, capture: 
     }
     if "cache_position" in inspect.signature(model.forward).parameters:  # transformers < 5.2x
         kwargs["cache_position"] = torch.arange(context, context + tokens, device=device)
-    lengths = [getattr(layer, "cumulative_length", None) for layer in getattr(cache, "layers", [])]
-    lengths = [t for t in lengths if isinstance(t, torch.Tensor)]
 
     def reset():
         # transformers >= 5.2x advances a per-layer write position in place; rewind it so every
-        # replay writes the same slots (older releases write at the explicit cache_position).
-        for t in lengths:
-            t.fill_(context)
+        # replay writes the same slots (older releases write at the explicit cache_position). Looked
+        # up on every call: a layer initialised lazily by the first forward gets a new tensor.
+        with torch.inference_mode():  # the tensor may have been created inside inference mode
+            for layer in getattr(cache, "layers", []):
+                length = getattr(layer, "cumulative_length", None)
+                if isinstance(length, torch.Tensor):
+                    length.fill_(context)
 
     def eager_forward():
         with torch.inference_mode():
@@ -571,6 +573,12 @@ def run(config: ProfileConfig) -> Path:
                         costs.append((size, time.perf_counter() - now))
                     elif p == 0:
                         skipped.append({"shape": shape.to_dict(), "reason": reason})
+                        failures = [x for x in skipped if x["reason"].startswith("failed")]
+                        if not results and len(failures) >= 3:  # do not burn the budget on a broken runtime
+                            raise DraftforgeError(
+                                f"{config.runtime} failed on the first {len(failures)} shapes "
+                                f"({failures[0]['reason']}); use --runtime eager"
+                            )
             bar(time.perf_counter() - t_start, f"{len(results)} shapes; fitting")
         measurements = [m for runs in results.values() for m in combine_passes(runs)]
         if not measurements:
