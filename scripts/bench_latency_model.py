@@ -46,6 +46,43 @@ def shapes_for(layers, hidden, max_params: int, vocab: int):
     return out
 
 
+def measure_outside(target: str, profile_path):
+    """Time a catalog target's shape (deeper, other vocab, tied head) with the profile's settings, two passes."""
+    import torch
+
+    from draftforge.catalog import get_target
+    from draftforge.latency.model import read_profile
+    from draftforge.latency.profiler import (
+        ProfileConfig,
+        build_model,
+        combine_passes,
+        cpu_timer,
+        measure_shape,
+        thread_timer,
+    )
+
+    settings = read_profile(profile_path).raw["settings"]
+    config = ProfileConfig(
+        device="cpu",
+        threads=settings["threads"],
+        contexts=tuple(settings["contexts"]),
+        tokens=tuple(settings["tokens"]),
+        progress=False,
+    ).resolved()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.threads or 1)
+    shape = get_target(target).shape
+    runs = []
+    for _ in range(2):
+        model = build_model(shape, torch.float32, "cpu")
+        runs.append(
+            measure_shape(model, shape, config, thread_timer if config.clock == "thread" else cpu_timer)
+        )
+        del model
+    torch.set_num_threads(previous)
+    return combine_passes(runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget-minutes", type=float, default=8.0)
@@ -53,6 +90,11 @@ def main() -> None:
     parser.add_argument("--max-params", type=int, default=200_000_000)
     parser.add_argument("--vocab-size", type=int, default=32000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--outside",
+        default="smollm2-135m",
+        help="catalog target measured as an out-of-grid check ('' to skip)",
+    )
     args = parser.parse_args()
 
     from draftforge.files import ensure_new_dir, write_json
@@ -83,12 +125,16 @@ def main() -> None:
             f"too few shapes measured ({len(train_m)} train, {len(held_m)} held-out points); "
             "raise --budget-minutes"
         )
+    outside = measure_outside(args.outside, path) if args.outside else []
     fitted = fit_model(train_m, prof.dtype, prof.runtime, "cpu")
     calibrated = calibrate_analytic(train_m, prof.dtype, prof.runtime, device="cpu", source=str(path))
     rows = {
         "fitted (NNLS)": evaluate_model(fitted, held_m),
         "spec-sheet, calibrated": evaluate_model(calibrated, held_m),
     }
+    if outside:
+        rows[f"fitted, {args.outside} (out of grid)"] = evaluate_model(fitted, outside)
+        rows[f"calibrated, {args.outside} (out of grid)"] = evaluate_model(calibrated, outside)
     from draftforge.latency.fit import held_out_report
 
     cv = held_out_report(train_m, prof.dtype)
