@@ -31,6 +31,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling generators."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     hf: bool = typer.Option(
         True, "--hf/--no-hf", help="Also time transformers' assisted generation (greedy)."
     ),
@@ -55,6 +56,7 @@ def evaluate(
         device=device,
         dtype=dtype,
         hf_assisted=hf,
+        threads=threads or None,
         out=out,
     )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

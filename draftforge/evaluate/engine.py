@@ -413,6 +413,10 @@ def hf_assisted_generate(
     gen_config.assistant_confidence_threshold = 0.0
     draft_model.generation_config = gen_config
     pad = eos_token_id if isinstance(eos_token_id, int) else (list(eos_token_id)[0] if eos_token_id else 0)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # assisted generation warns about its own internal config use
     try:
         _sync(device)
         start = time.perf_counter()
@@ -429,6 +433,7 @@ def hf_assisted_generate(
         seconds = time.perf_counter() - start
     finally:
         draft_model.generation_config = saved
+        hf_logging.set_verbosity(verbosity)
     return out[0, prompt.shape[1] :].tolist(), seconds
 
 

@@ -13,7 +13,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,8 @@ class EvalConfig:
     out: str | None = None
     """Report path (.json); the PNG goes beside it. None: eval-<UTC time>.json in the working folder."""
     warmup: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    """torch intra-op CPU threads (None: torch's default)."""
 
     def __post_init__(self) -> None:
         found = []
@@ -64,6 +65,8 @@ class EvalConfig:
             found.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.num_prompts is not None and self.num_prompts < 1:
             found.append(f"num_prompts must be >= 1, got {self.num_prompts}")
+        if self.threads is not None and self.threads < 1:
+            found.append(f"threads must be >= 1, got {self.threads}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             found.append(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if found:
@@ -138,6 +141,8 @@ def run(config: EvalConfig, progress: Progress | None = None) -> tuple[dict[str,
     from draftforge.provenance import device_fingerprint, library_versions, now_iso
 
     report_path, png_path = _output_paths(config.out)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     prompts = load_prompts(config.prompts, config.num_prompts)
     target, target_tok = load_model_and_tokenizer(config.target, config.dtype, config.device)
     draft, draft_tok = load_model_and_tokenizer(config.draft, config.dtype, config.device)
