@@ -242,6 +242,7 @@ def test_budget_stops_early_and_records_skipped(tmp_path):
     assert obj["elapsed_s"] < 30  # no runaway past a 1.2 s budget (generous for a loaded machine)
 
 
+@pytest.mark.slow
 def test_cli_profile_run_show_and_plot(tmp_path):
     out = tmp_path / "cli.json"
     runner = CliRunner()
