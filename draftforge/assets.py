@@ -260,7 +260,11 @@ def load_model_and_tokenizer(spec: str, dtype: str = "float32", device: str = "c
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise DraftforgeError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    from transformers.utils import logging as hf_logging
+
     where = resolve_model(spec)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # callers show their own progress
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, trust_remote_code=False)
@@ -270,6 +274,9 @@ def load_model_and_tokenizer(spec: str, dtype: str = "float32", device: str = "c
             f"could not load model {spec!r} from {where!r} (a folder with config.json and weights, or a "
             f"reachable Hub id): {first}"
         ) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model.to(device)
     model.eval()
     return model, tokenizer

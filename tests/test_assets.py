@@ -65,3 +65,26 @@ def test_smollm2_folder_is_a_plain_transformers_model(smollm2_path):
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     answer = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+def test_cli_assets_fetch_humaneval_and_unknown():
+    from typer.testing import CliRunner
+
+    from draftforge.cli import app, main
+
+    result = CliRunner().invoke(app, ["assets", "fetch", "humaneval", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["prompts"] == 164
+    with pytest.raises(SystemExit) as info:
+        main(["assets", "fetch", "llama"])
+    assert info.value.code == 2
+
+
+def test_cli_assets_fetch_smollm2_reuses_the_cache(smollm2_path):
+    from typer.testing import CliRunner
+
+    from draftforge.cli import app
+
+    result = CliRunner().invoke(app, ["assets", "fetch", "smollm2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == str(smollm2_path)
