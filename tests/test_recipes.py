@@ -130,14 +130,22 @@ def test_render_search_recipe_loads_through_the_loader(tmp_path, gpu):
         load_recipe(tmp_path / "r2.yaml").draft_shape()
 
 
-def test_render_search_recipe_without_search_file_and_pruned_width():
-    shape = get_target("smollm2-135m").shape.replace(
-        num_layers=2, hidden_size=768, num_heads=12, num_kv_heads=4
-    )
-    recipe = recipe_from_dict(yaml.safe_load(render_search_recipe("smollm2-135m", shape, None, 1, None)))
+def test_render_search_recipe_without_search_file_picks_the_init():
+    smol = get_target("smollm2-135m").shape
+    narrow = smol.replace(num_layers=2, hidden_size=384, num_heads=6, num_kv_heads=2, intermediate_size=1024)
+    recipe = recipe_from_dict(yaml.safe_load(render_search_recipe("smollm2-135m", narrow, None, 1, None)))
     assert recipe.init.method == "prune" and recipe.deepspeed.device == "cpu"
+    assert recipe.data.source == "pydoc:topics"  # a CPU recipe runs offline as written
+    wide = smol.replace(num_layers=2, hidden_size=768, num_heads=12, num_kv_heads=4)
+    assert recipe_from_dict(
+        yaml.safe_load(render_search_recipe("smollm2-135m", wide, None, 1, None))
+    ).init.method == ("random")
+    same = smol.replace(num_layers=3)
+    assert recipe_from_dict(
+        yaml.safe_load(render_search_recipe("smollm2-135m", same, None, 1, None))
+    ).init.method == ("layers")
     with pytest.raises(DraftforgeError, match="vocab_size"):
-        render_search_recipe("llama-65b", shape, None, 1, None)
+        render_search_recipe("llama-65b", wide, None, 1, None)
 
 
 def test_draft_from_search_rank(tmp_path):

@@ -349,10 +349,16 @@ def _check_consistency(recipe: Recipe, where: str) -> None:
                 "a draft must share its target's tokenizer"
             )
         if recipe.init.method == "layers" and teacher is not None and recipe.init.donor is None:
-            if teacher.hidden_size != draft.hidden_size:
+            diff = [
+                f"{k} {getattr(draft, k)} vs {getattr(teacher, k)}"
+                for k in _WIDTH_FIELDS
+                if getattr(draft, k) != getattr(teacher, k)
+            ]
+            if diff:
                 problems.append(
-                    f"init.method layers copies target layers but draft hidden_size {draft.hidden_size} != "
-                    f"target's {teacher.hidden_size}; use init.method prune or random"
+                    "init.method layers copies target layers but the draft's width differs ("
+                    + ", ".join(diff)
+                    + "); use init.method prune or random"
                 )
             if draft.num_layers > teacher.num_layers:
                 problems.append(
@@ -371,6 +377,27 @@ def _check_consistency(recipe: Recipe, where: str) -> None:
         problems.append("deepspeed.precision fp16 is not supported on CPU; use fp32 or bf16")
     if problems:
         raise DraftforgeError(f"{where} has {len(problems)} problem(s): " + "; ".join(problems))
+
+
+_WIDTH_FIELDS = ("hidden_size", "num_heads", "num_kv_heads", "intermediate_size", "family")
+
+
+def default_init(teacher: ModelShape, draft: ModelShape) -> str:
+    """The initialisation a generated recipe uses: copy target layers when the widths match, prune
+    the target when the draft is a narrower cut of it (same head_dim), random otherwise."""
+    if (
+        all(getattr(draft, k) == getattr(teacher, k) for k in _WIDTH_FIELDS)
+        and draft.num_layers <= teacher.num_layers
+    ):
+        return "layers"
+    prunable = (
+        draft.family == teacher.family != "opt"
+        and draft.head_dim == teacher.head_dim
+        and all(getattr(draft, k) <= getattr(teacher, k) for k in _WIDTH_FIELDS[:-1])
+        and draft.num_heads // draft.num_kv_heads <= teacher.num_heads // teacher.num_kv_heads
+        and draft.num_layers <= teacher.num_layers
+    )
+    return "prune" if prunable else "random"
 
 
 def _known_target_shape(recipe: Recipe) -> ModelShape | None:
@@ -436,8 +463,7 @@ def render_search_recipe(
         raise DraftforgeError(
             f"draft vocab_size {shape.vocab_size} differs from target {target!r}'s {teacher.shape.vocab_size}"
         )
-    same_width = shape.hidden_size == teacher.shape.hidden_size and shape.family == teacher.shape.family
-    init: dict[str, Any] = {"method": "layers" if same_width else "prune", "layers": "first_last"}
+    init: dict[str, Any] = {"method": default_init(teacher.shape, shape), "layers": "first_last"}
     ds: dict[str, Any]
     if gpu is None:
         ds = {"zero_stage": 0, "precision": "fp32", "device": "cpu"}
@@ -458,16 +484,32 @@ def render_search_recipe(
         "target": target,
         "draft": draft,
         "init": init,
-        "data": {
-            "source": "HuggingFaceH4/ultrachat_200k",
-            "split": "train_sft",
-            "kind": "chat",
-            "messages_field": "messages",
-            "seq_len": 1024 if gpu else 256,
-            "max_records": 200000 if gpu else 2000,
-            "eval_records": 64,
-            "regenerate": {"enabled": True, "max_records": 20000 if gpu else 64, "max_new_tokens": 256},
-        },
+        "data": (
+            {
+                "source": "HuggingFaceH4/ultrachat_200k",
+                "split": "train_sft",
+                "kind": "chat",
+                "messages_field": "messages",
+                "seq_len": 1024,
+                "max_records": 200000,
+                "eval_records": 64,
+                "regenerate": {
+                    "enabled": True,
+                    "max_records": 20000,
+                    "max_new_tokens": 256,
+                    "batch_size": 32,
+                },
+            }
+            if gpu
+            # on a CPU: offline text that exists wherever Python does (replace with your own data)
+            else {
+                "source": "pydoc:topics",
+                "kind": "text",
+                "seq_len": 128,
+                "max_records": 400,
+                "eval_records": 16,
+            }
+        ),
         "loss": {"terms": {"forward_kl": 0.5, "tv": 0.5}, "temperature": 1.0},
         "optim": optim,
         "deepspeed": ds,
