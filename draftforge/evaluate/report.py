@@ -9,7 +9,7 @@ Top-level keys (contract between evaluate, search calibration and publish):
   target_tokens_per_s, speedup, draft_time_s, verify_time_s, iterations, generated_tokens,
   proxy_alpha, per_category: {category: {alpha, tau, speedup, n}}}
 - `hf_assisted`: {gamma, tokens_per_s, speedup, outputs_identical} for transformers' assisted
-  generation with the same pair at the best γ (greedy runs only), else null
+  generation with the same pair at the first γ of the sweep (greedy runs only), else null
 - `best`: index into `results` of the highest speedup
 
 alpha is the per-token acceptance Σ accepted / Σ checked (accepted tokens plus the rejected one per
@@ -130,7 +130,7 @@ def table(report: dict[str, Any]):
             _fmt(r["speedup"], ".2f") + "×",
             _fmt(r["draft_time_s"], ".2f"),
             _fmt(r["verify_time_s"], ".2f"),
-            " ".join(_fmt(a, ".2f") for a in r["per_position_acceptance"]),
+            "/".join(_fmt(a, ".2f") for a in r["per_position_acceptance"]),
         )
     hf = report["hf_assisted"]
     if hf is not None:

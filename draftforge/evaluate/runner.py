@@ -2,7 +2,8 @@
 
 `run(EvalConfig) -> report dict` loads both models, checks that they share a tokenizer, decodes every
 prompt with the target alone (the baseline, same engine with γ = 0), with each γ of the sweep, and,
-for greedy runs, with transformers' assisted generation at the best γ; it also computes the
+for greedy runs, with transformers' assisted generation at the first γ given (interleaved with our
+runs prompt by prompt, so both see the same machine load); it also computes the
 teacher-forced acceptance proxy on the target's own continuations, and writes the
 `draftforge.eval/1` report (see report.py) plus a PNG of acceptance by draft position.
 """
@@ -46,7 +47,7 @@ class EvalConfig:
     device: str = "cpu"
     dtype: str = "float32"
     hf_assisted: bool = True
-    """Also time transformers' assisted generation at the best γ (greedy runs only)."""
+    """Also time transformers' assisted generation at the first γ given (greedy runs only)."""
     out: str | None = None
     """Report path (.json); the PNG goes beside it. None: eval-<UTC time>.json in the working folder."""
     warmup: bool = True
@@ -176,6 +177,8 @@ def run(config: EvalConfig, progress: Progress | None = None) -> tuple[dict[str,
     baseline: list[engine.DecodeResult] = []
     spec: dict[int, list[engine.DecodeResult]] = {g: [] for g in config.gammas}
     proxies: list[dict[str, Any]] = []
+    hf_gamma = config.gammas[0]
+    hf_tokens, hf_seconds, hf_identical = 0, 0.0, True
     for i, ids in enumerate(encoded):
         base = engine.target_generate(target, ids, config.max_new_tokens, sampling, eos, generator(i, 0))
         baseline.append(base)
@@ -187,6 +190,14 @@ def run(config: EvalConfig, progress: Progress | None = None) -> tuple[dict[str,
                 )
             )
             step(f"γ={gamma}, prompt {i + 1}")
+        if run_hf:  # interleaved with ours, prompt by prompt, so that both see the same machine load
+            tokens, secs = engine.hf_assisted_generate(
+                target, draft, ids, hf_gamma, config.max_new_tokens, eos
+            )
+            hf_tokens += len(tokens)
+            hf_seconds += secs
+            hf_identical &= tokens == spec[hf_gamma][i].tokens
+            step(f"transformers assisted γ={hf_gamma}, prompt {i + 1}")
         proxies.append(proxy_alpha(draft, target, ids, base.tokens, config.temperature))
         step(f"proxy, prompt {i + 1}")
 
@@ -246,20 +257,12 @@ def run(config: EvalConfig, progress: Progress | None = None) -> tuple[dict[str,
 
     hf = None
     if run_hf:
-        gamma = results[best]["gamma"]
-        outs, seconds, identical = 0, 0.0, True
-        for i, ids in enumerate(encoded):
-            tokens, secs = engine.hf_assisted_generate(target, draft, ids, gamma, config.max_new_tokens, eos)
-            outs += len(tokens)
-            seconds += secs
-            identical &= tokens == spec[gamma][i].tokens
-            step(f"transformers assisted γ={gamma}, prompt {i + 1}")
-        hf_tps = outs / seconds if seconds > 0 else float("nan")
+        hf_tps = hf_tokens / hf_seconds if hf_seconds > 0 else float("nan")
         hf = {
-            "gamma": gamma,
+            "gamma": hf_gamma,
             "tokens_per_s": hf_tps,
             "speedup": hf_tps / target_tps,
-            "outputs_identical": identical,
+            "outputs_identical": hf_identical,
         }
 
     report = {
