@@ -161,10 +161,10 @@ def main() -> None:
         f"train: {result['train']['groups']} (layers, hidden) combinations, {len(train_m)} points; "
         f"held-out (disjoint layers and widths): {result['held_out']['groups']} combinations, {len(held_m)} points"
     )
-    print(f"{'model':<26} {'MAPE':>7} {'within ±10%':>12} {'within ±20%':>12} {'worst':>8}")
+    print(f"{'model':<40} {'MAPE':>7} {'within ±10%':>12} {'within ±20%':>12} {'worst':>8}")
     for name, r in rows.items():
         print(
-            f"{name:<26} {r['mape']:>7.1%} {r['within_10pct']:>12.0%} {r['within_20pct']:>12.0%} "
+            f"{name:<40} {r['mape']:>7.1%} {r['within_10pct']:>12.0%} {r['within_20pct']:>12.0%} "
             f"{r['worst_error']:>+8.0%}"
         )
     print(
