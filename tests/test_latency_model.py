@@ -458,3 +458,18 @@ def test_calibrated_gpu_profile_keeps_its_efficiencies_on_another_gpu(tmp_path):
     assert "rescaled from h100-sxm" in there.calibrated_from
     s = _shape(8, 2048)
     assert there.forward_time(s, 1, 512, 1) > here.forward_time(s, 1, 512, 1)
+
+
+def test_cli_profile_list_finds_cached_profiles(monkeypatch, tmp_path):
+    monkeypatch.setenv("DRAFTFORGE_CACHE", str(tmp_path))
+    target = default_profile_path("cpu", "fp32", "eager")
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps(_profile_obj(_synthetic(TRUE, layers=(1, 2)))))
+    (target.parent / "broken.json").write_text("{")
+    res = CliRunner().invoke(app, ["profile", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    assert listed["cache_dir"] == str(tmp_path / "profiles")
+    by_path = {p["path"]: p for p in listed["profiles"]}
+    assert by_path[str(target)]["device"] == "cpu" and by_path[str(target)]["measurements"] == 48
+    assert "error" in by_path[str(target.parent / "broken.json")]
