@@ -52,14 +52,8 @@ def measure_outside(target: str, profile_path):
 
     from draftforge.catalog import get_target
     from draftforge.latency.model import read_profile
-    from draftforge.latency.profiler import (
-        ProfileConfig,
-        build_model,
-        combine_passes,
-        cpu_timer,
-        measure_shape,
-        thread_timer,
-    )
+    from draftforge.latency.profiler import ProfileConfig, combine_passes, measure_shape
+    from draftforge.latency.workloads import build_model, cpu_timer, thread_timer
 
     settings = read_profile(profile_path).raw["settings"]
     config = ProfileConfig(

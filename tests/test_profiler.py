@@ -14,12 +14,14 @@ from draftforge.errors import DraftforgeError
 from draftforge.latency.model import load_latency_model, read_profile
 from draftforge.latency.profiler import (
     ProfileConfig,
-    build_model,
     combine_passes,
     coverage_order,
-    eager_workload,
     run,
     shape_grid,
+)
+from draftforge.latency.workloads import (
+    build_model,
+    eager_workload,
     static_workload,
     time_repeats,
     trimmed_stats,
@@ -346,7 +348,7 @@ def test_shapes_that_do_not_fit_are_skipped_not_fatal(tmp_path, monkeypatch):
     shapes = shape_grid(cfg.resolved())
     sizes = sorted(profiler._needed_bytes(s, cfg.resolved()) for s in shapes)
     monkeypatch.setattr(profiler, "_available_bytes", lambda device: sizes[2])  # the 3 smallest fit
-    real_build = profiler.build_model
+    real_build = profiler.build_model  # the name the profiler calls
 
     def build_or_oom(shape, dtype, device):
         if shape.num_layers == 1 and shape.hidden_size == 32:

@@ -61,7 +61,7 @@ def time_shapes(
     """
     import torch
 
-    from draftforge.latency.profiler import (
+    from draftforge.latency.workloads import (
         build_model,
         cpu_timer,
         cuda_timer,
