@@ -191,8 +191,8 @@ def test_static_workload_matches_eager_and_never_syncs(monkeypatch, context, tok
     def host_sync(*args, **kwargs):
         raise AssertionError("host sync inside the forward")
 
-    monkeypatch.setattr(torch.Tensor, "item", host_sync)
-    monkeypatch.setattr(torch.Tensor, "__bool__", host_sync)
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, host_sync)
     reset()
     static_logits = forward().logits
     reset()
