@@ -109,6 +109,7 @@ def _stdout_to_stderr():
 
 def _launch(recipe: str, sets: list[str], resume: bool, nproc: int, launcher: str, as_json: bool) -> None:
     """Run the worker under torchrun or the deepspeed launcher with `nproc` local processes."""
+    import json
     import subprocess
     import sys
 
@@ -132,7 +133,19 @@ def _launch(recipe: str, sets: list[str], resume: bool, nproc: int, launcher: st
         cmd = ["deepspeed", f"--num_gpus={nproc}", "--module", *worker[1:]]
     else:
         raise DraftforgeError(f"--launcher must be torchrun or deepspeed, got {launcher!r}")
-    rc = subprocess.call(cmd)
+    if not as_json:
+        rc = subprocess.call(cmd)
+    else:
+        # workers (and DeepSpeed) print to stdout; keep stdout for rank 0's JSON summary only
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        rc = proc.returncode
+        lines = proc.stdout.splitlines()
+        summary = next((ln for ln in reversed(lines) if ln.startswith("{")), None)
+        for ln in lines:
+            if ln is not summary:
+                print(ln, file=sys.stderr)
+        if rc == 0 and summary is not None:
+            print_json(json.loads(summary))
     if rc != 0:
         raise DraftforgeError(f"the distillation workers failed (exit code {rc}); see their messages above")
 
