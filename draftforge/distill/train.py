@@ -18,40 +18,40 @@ import json
 import math
 import os
 import random
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from draftforge.distill.data import BatchSampler, DistillData, prepare_data
-from draftforge.distill.engine import (
-    TORCH_DTYPES,
-    Dist,
-    setup_distributed,
-    student_engine,
-    teacher_deepspeed_config,
-    teacher_engine,
-)
+from draftforge.distill.engine import Dist, setup_distributed, student_engine, teacher_engine
 from draftforge.distill.losses import IGNORE_INDEX, distill_loss, teacher_logprobs_from_topk, topk_teacher
 from draftforge.distill.recipe import RandomTarget, Recipe
+from draftforge.distill.runstate import (  # noqa: F401  (METRICS, CHECKPOINTS: re-exported for callers)
+    CHECKPOINTS,
+    METRICS,
+    MetricsLog,
+    NullProgress,
+    RichProgress,
+    TrainState,
+    barrier,
+    load_checkpoint,
+    mean_over_ranks,
+    peak_flops,
+    save_checkpoint,
+)
+from draftforge.distill.setup import (  # noqa: F401  (check_vocab, load_teacher: public API)
+    build_student,
+    check_vocab,
+    load_teacher,
+    preflight,
+    prepare_output,
+    target_info,
+)
 from draftforge.errors import DraftforgeError
-from draftforge.shapes import ModelShape
 
-CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
 DRAFT = "draft"
-
-
-@dataclass
-class TrainState:
-    """Where the run is; saved in every checkpoint."""
-
-    step: int = 0  # optimizer steps done
-    micro_step: int = 0  # micro-batches consumed by this rank (the data position)
-    tokens: int = 0  # tokens trained on, all ranks
 
 
 @dataclass
@@ -63,168 +63,6 @@ class DistillResult:
     initial_metrics: dict[str, float]
     final_metrics: dict[str, float]
     tokens_per_s: float
-
-
-# ---- setup ---------------------------------------------------------------------------------------
-def prepare_output(recipe: Recipe, resume: bool, dist: Dist) -> Path:
-    """The run folder: new (never overwritten) unless resuming, which needs an existing checkpoint."""
-    from draftforge.files import ensure_new_dir
-
-    out = Path(recipe.output.dir)
-    if resume:
-        if not (out / CHECKPOINTS / "latest").is_file():
-            raise DraftforgeError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
-        return out
-    if dist.is_main:
-        ensure_new_dir(out)
-        (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
-    _barrier()
-    return out
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
-def preflight(recipe: Recipe) -> None:
-    """Fail fast, before loading any model: missing local data files, missing optional packages."""
-    if recipe.output.tensorboard:
-        try:
-            import torch.utils.tensorboard  # noqa: F401
-        except ImportError:
-            raise DraftforgeError(
-                "output.tensorboard needs the tensorboard package (pip install tensorboard)"
-            ) from None
-    from draftforge.distill.data import _is_local, _resolve_local
-
-    sources = [recipe.data.source] if isinstance(recipe.data.source, str) else recipe.data.source
-    for source in sources:
-        if ":" in source.split("/")[0] or recipe.data.format == "hub":
-            continue  # stdlib:, pydoc:, humaneval: and Hub ids are checked when loaded
-        base = Path(recipe.base_dir)
-        if _is_local(source, base) and not _resolve_local(source, base).exists():
-            raise DraftforgeError(
-                f"data file not found: {_resolve_local(source, base)} (data.source {source!r}, relative to the recipe)"
-            )
-
-
-def target_info(recipe: Recipe) -> dict[str, Any]:
-    """The target block of draftforge.json: spec, catalog name, Hub id, tokenizer, licence."""
-    if isinstance(recipe.target, RandomTarget):
-        return {
-            "spec": recipe.target_spec(),
-            "name": "random",
-            "hub_id": None,
-            "tokenizer": "bytes",
-            "license": None,
-        }
-    from draftforge.catalog import get_target
-
-    try:
-        t = get_target(recipe.target)
-        return {
-            "spec": recipe.target,
-            "name": t.name,
-            "hub_id": t.hub_id,
-            "tokenizer": t.tokenizer,
-            "license": t.license,
-        }
-    except DraftforgeError:
-        return {
-            "spec": recipe.target,
-            "name": Path(recipe.target).name,
-            "hub_id": None,
-            "tokenizer": None,
-            "license": None,
-        }
-
-
-def load_teacher(recipe: Recipe, device: str, world: int):
-    """The frozen teacher and its tokenizer. Random targets are built from their shape with a byte
-    tokenizer; real ones load via draftforge.assets (offline SmolLM2, local folders, Hub ids)."""
-    dtype = TORCH_DTYPES[recipe.deepspeed.precision] if device != "cpu" else torch.float32
-    if isinstance(recipe.target, RandomTarget):
-        from draftforge.distill.data import byte_tokenizer
-        from draftforge.distill.init import random_student
-
-        tokenizer = byte_tokenizer()
-        shape = recipe.target.shape
-        if shape.vocab_size < len(tokenizer):
-            raise DraftforgeError(
-                f"target.random_shape.vocab_size must be at least {len(tokenizer)} (bytes tokenizer)"
-            )
-        teacher = random_student(shape, seed=recipe.target.seed, dtype=dtype, init_std=recipe.target.init_std)
-    else:
-        from draftforge.assets import load_model_and_tokenizer
-
-        hf_ds_config = None
-        if recipe.deepspeed.teacher_zero3:
-            # keeps transformers partitioning the weights across ranks while they load (ZeRO-3 init)
-            from transformers.integrations import HfDeepSpeedConfig
-
-            hf_ds_config = HfDeepSpeedConfig(teacher_deepspeed_config(recipe, world))  # noqa: F841
-        name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
-        teacher, tokenizer = load_model_and_tokenizer(recipe.target, dtype=name, device="cpu")
-        del hf_ds_config
-    if not recipe.deepspeed.teacher_zero3:
-        teacher.to(device)
-    return teacher, tokenizer
-
-
-def check_vocab(shape: ModelShape, teacher, tokenizer) -> None:
-    tv = teacher.config.vocab_size
-    if shape.vocab_size != tv:
-        raise DraftforgeError(
-            f"draft vocab_size {shape.vocab_size} differs from the teacher's {tv}; a draft must share its "
-            "target's tokenizer and vocabulary (fix draft.shape.vocab_size)"
-        )
-    if len(tokenizer) > shape.vocab_size:
-        raise DraftforgeError(
-            f"the tokenizer has {len(tokenizer)} tokens, more than the vocabulary {shape.vocab_size}"
-        )
-
-
-def build_student(recipe: Recipe, shape: ModelShape, teacher, data: DistillData):
-    """Initialise the student (random / layer copy / pruning) from the donor (default: the teacher)."""
-    from draftforge.distill.init import init_student, set_frozen
-
-    init = recipe.init
-    donor = teacher
-    if init.method != "random" and init.donor is not None:
-        from draftforge.assets import load_model_and_tokenizer
-
-        donor, _ = load_model_and_tokenizer(init.donor, dtype="float32", device="cpu")
-    calib = None
-    if init.method == "prune":
-        n = max(1, init.calibration_tokens // data.train_ids.shape[1])
-        calib = data.train_ids[:n]
-    # copying/pruning happens on CPU, which keeps accelerator memory for training
-    donor_cpu = donor if next(donor.parameters()).device.type == "cpu" else None
-    if donor_cpu is None:
-        donor_cpu = _cpu_copy(donor)
-    model, info = init_student(
-        shape,
-        init.method,
-        init.layers,
-        donor=donor_cpu,
-        reference_config=teacher.config,
-        calibration_ids=calib,
-        seed=recipe.seed,
-    )
-    if init.donor is not None:
-        info["donor"] = init.donor
-    set_frozen(model, init.freeze_embeddings, init.freeze_lm_head)
-    info.update(freeze_embeddings=init.freeze_embeddings, freeze_lm_head=init.freeze_lm_head)
-    return model, info
-
-
-def _cpu_copy(model):
-    import copy
-
-    return copy.deepcopy(model).to("cpu", torch.float32)
 
 
 # ---- the hot path --------------------------------------------------------------------------------
@@ -341,121 +179,6 @@ def evaluate(
     }
 
 
-# ---- checkpoints ---------------------------------------------------------------------------------
-def save_checkpoint(engine, out: Path, state: TrainState, keep: int, dist: Dist) -> str:
-    """A DeepSpeed checkpoint (weights, optimizer, scheduler) with the data position and RNG states."""
-    tag = f"step{state.step:07d}"
-    client = {
-        "train_state": asdict(state),
-        "torch_rng": torch.get_rng_state(),
-        "python_rng": random.getstate(),
-    }
-    engine.save_checkpoint(str(out / CHECKPOINTS), tag=tag, client_state=client)
-    _barrier()
-    if dist.is_main:
-        tags = sorted(
-            p.name for p in (out / CHECKPOINTS).iterdir() if p.is_dir() and p.name.startswith("step")
-        )
-        for old in tags[:-keep]:
-            shutil.rmtree(out / CHECKPOINTS / old, ignore_errors=True)
-    return tag
-
-
-def load_checkpoint(engine, out: Path) -> TrainState:
-    path, client = engine.load_checkpoint(
-        str(out / CHECKPOINTS), load_optimizer_states=True, load_lr_scheduler_states=True
-    )
-    if path is None:
-        raise DraftforgeError(f"could not load a checkpoint from {out / CHECKPOINTS}")
-    torch.set_rng_state(client["torch_rng"])
-    random.setstate(client["python_rng"])
-    return TrainState(**client["train_state"])
-
-
-# ---- logging -------------------------------------------------------------------------------------
-class MetricsLog:
-    """metrics.jsonl (and TensorBoard when asked), written by rank 0 only; a resumed run first drops
-    the lines logged after its checkpoint so the log has one entry per step."""
-
-    def __init__(self, out: Path, enabled: bool, tensorboard: bool, resume_step: int | None):
-        self.path = out / METRICS
-        self.enabled = enabled
-        self.tb = None
-        if not enabled:
-            return
-        if resume_step is not None and self.path.is_file():
-            keep = [
-                ln
-                for ln in self.path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= resume_step
-            ]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise DraftforgeError(
-                    "output.tensorboard needs the tensorboard package (pip install tensorboard)"
-                ) from None
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        row = {
-            "step": step,
-            **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()},
-        }
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(k, v, step)
-
-
-class _NullProgress:
-    def update(self, **_: Any) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-class _RichProgress:
-    def __init__(self, total: int, done: int, description: str):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.p = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-        )
-        self.task = self.p.add_task(description, total=total, completed=done, info="")
-        self.p.start()
-
-    def update(self, **kw: Any) -> None:
-        self.p.update(self.task, **kw)
-
-    def stop(self) -> None:
-        self.p.stop()
-
-
-def peak_flops(device: str) -> float | None:
-    """The catalog's dense bf16 peak for the local GPU (for MFU), None on CPU or unknown GPUs."""
-    if not device.startswith("cuda"):
-        return None
-    from draftforge.catalog import list_hardware
-
-    name = torch.cuda.get_device_name(torch.device(device)).lower()
-    for hw in sorted(list_hardware(), key=lambda h: -len(h.name)):
-        if hw.kind == "gpu" and any(a in name for a in (hw.name, *hw.aliases)):
-            return hw.peak_flops
-    return None
-
-
 # ---- the recipe ----------------------------------------------------------------------------------
 def run(
     recipe: Recipe, resume: bool = False, progress: bool = True, stop_after: int | None = None
@@ -493,14 +216,12 @@ def run(
     if dist.is_main:
         regen = recipe.data.regenerate
         total = min(regen.max_records, recipe.data.eval_records) + regen.max_records
-        bar = (
-            _RichProgress(total, 0, "teacher regeneration") if progress and regen.enabled else _NullProgress()
-        )
+        bar = RichProgress(total, 0, "teacher regeneration") if progress and regen.enabled else NullProgress()
         try:
             data = prepare_data(**prep, progress=lambda n: bar.update(advance=n))
         finally:
             bar.stop()
-    _barrier()
+    barrier()
     if not dist.is_main:
         data = prepare_data(**prep)  # a cache hit: rank 0 wrote it
 
@@ -548,9 +269,7 @@ def run(
     train_flops_per_token = 6 * shape.non_embedding_params() + 6 * shape.lm_head_weight_bytes("fp32") / 4
 
     bar = (
-        _RichProgress(opt.max_steps, state.step, recipe.name)
-        if progress and dist.is_main
-        else _NullProgress()
+        RichProgress(opt.max_steps, state.step, recipe.name) if progress and dist.is_main else NullProgress()
     )
     last = {"train/loss": float("nan")}
     last_tag = None
@@ -591,7 +310,7 @@ def run(
                     parts_sum[k] = parts_sum.get(k, 0.0) + v / opt.grad_accum
             state.step += 1
             state.tokens += tokens_per_step
-            last = {"train/loss": _mean_over_ranks(loss_sum, dist)}
+            last = {"train/loss": mean_over_ranks(loss_sum, dist)}
             elapsed = time.perf_counter() - t0
             tps = (state.tokens - tok0) / max(elapsed, 1e-9)
             metrics = {
@@ -640,10 +359,10 @@ def run(
     draft_dir = out / DRAFT
     if state.step >= opt.max_steps:
         export(engine, recipe, shape, teacher, tokenizer, init_info, data, state, initial, final, out, dist)
-        _barrier()
+        barrier()
         if recipe.publish is not None and dist.is_main:
             publish_draft(draft_dir, recipe)
-    _barrier()
+    barrier()
     return DistillResult(
         out,
         draft_dir,
@@ -661,16 +380,6 @@ def opt_step_on_policy(recipe: Recipe, step: int) -> bool:
     return frac > 0 and random.Random(recipe.seed * 7919 + step).random() < frac
 
 
-def _mean_over_ranks(value: float, dist: Dist) -> float:
-    if dist.world == 1:
-        return value
-    import torch.distributed as tdist
-
-    t = torch.tensor([value], dtype=torch.float64)
-    tdist.all_reduce(t)
-    return float(t) / dist.world
-
-
 @torch.no_grad()
 def cached_teacher_topk(
     teacher, data: DistillData, k: int, micro_batch: int, out: Path, dist: Dist, show: bool = False
@@ -682,7 +391,7 @@ def cached_teacher_topk(
         return torch.load(path, weights_only=True)
     values, indices = [], []
     n = data.train_ids.shape[0]
-    bar = _RichProgress(n, 0, f"teacher top-{k}") if show else _NullProgress()
+    bar = RichProgress(n, 0, f"teacher top-{k}") if show else NullProgress()
     try:
         for start in range(0, n, micro_batch):
             ids = data.train_ids[start : start + micro_batch].to(dist.device)
