@@ -397,3 +397,50 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
     with pytest.raises(DraftforgeError, match="pip install tensorboard"):
         train_mod.run(_recipe(tmp_path / "tb", "output.tensorboard=true"), progress=False)
     assert not (tmp_path / "tb").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_exactly(tmp_path):
+    """SIGKILL a training process after a checkpoint; --resume continues as if nothing had happened."""
+    import signal
+    import time
+
+    sets = ("optim.max_steps=60", "output.save_every=3", "output.log_every=1", "eval.every_steps=1000")
+    killed = tmp_path / "killed"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "draftforge.distill.train",
+            str(SMOKE),
+            "--no-progress",
+            *(a for s in (*sets, f"output.dir={killed}") for a in ("--set", s)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    latest = killed / "checkpoints" / "latest"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if latest.is_file() and latest.read_text().strip() >= "step0000006":
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    tag = latest.read_text().strip()
+    assert "step0000006" <= tag < "step0000060", tag  # killed part-way, after at least two checkpoints
+    resumed = train_mod.run(_recipe(killed, *sets), resume=True, progress=False)
+    whole = tmp_path / "whole"
+    train_mod.run(_recipe(whole, *sets), progress=False)
+    a, b = _losses(whole), _losses(killed)
+    assert resumed.steps == 60 and sorted(b) == list(range(1, 61))
+    for step in range(1, 61):
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-7), step
