@@ -147,6 +147,12 @@ def test_missing_data_file_fails_before_anything_is_written(tmp_path):
     assert not out.exists()
 
 
+def test_resume_with_another_recipe_is_refused(smoke_run):
+    out, _ = smoke_run
+    with pytest.raises(DraftforgeError, match="differs from the one.*sections: loss"):
+        train_mod.run(_recipe(out, "loss.terms={tv: 1.0}"), resume=True, progress=False)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(DraftforgeError, match="no checkpoint"):
         train_mod.run(_recipe(tmp_path / "fresh"), resume=True, progress=False)

@@ -24,12 +24,44 @@ def prepare_output(recipe: Recipe, resume: bool, dist: Dist) -> Path:
     if resume:
         if not (out / CHECKPOINTS / "latest").is_file():
             raise DraftforgeError(f"--resume: {out} has no checkpoint to resume from; run without --resume")
+        check_same_recipe(recipe, out / "recipe.yaml")
         return out
     if dist.is_main:
         ensure_new_dir(out)
         (out / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     barrier()
     return out
+
+
+#: sections a resumed run may change (how long, how often to log/evaluate/save); the rest must match
+RESUMABLE_CHANGES = ("output", "eval", "publish")
+
+
+def check_same_recipe(recipe: Recipe, saved: Path) -> None:
+    """Refuse to resume with a recipe that trains something else than the one the run started with
+    (only output/eval/publish settings and optim.max_steps may change)."""
+    import yaml
+
+    if not saved.is_file():
+        return
+    before = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    now = recipe.to_dict()
+    changed = [
+        k
+        for k in sorted(set(before) | set(now))
+        if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k)
+    ]
+    if "optim" in changed:
+        strip = {"max_steps"}
+        if {k: v for k, v in before["optim"].items() if k not in strip} == {
+            k: v for k, v in now["optim"].items() if k not in strip
+        }:
+            changed.remove("optim")
+    if changed:
+        raise DraftforgeError(
+            f"--resume with a recipe that differs from the one in {saved} (sections: {', '.join(changed)}); "
+            "resume with the same recipe or start a new output.dir"
+        )
 
 
 def preflight(recipe: Recipe) -> None:
