@@ -454,3 +454,14 @@ def test_a_killed_run_resumes_exactly(tmp_path):
     assert resumed.steps == 60 and sorted(b) == list(range(1, 61))
     for step in range(1, 61):
         assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-7), step
+
+
+def test_bf16_autocast_run_exports_bf16_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    result = train_mod.run(
+        _recipe(tmp_path / "bf16", "deepspeed.precision=bf16", "optim.max_steps=4"), progress=False
+    )
+    assert result.final_metrics["eval/alpha"] > result.initial_metrics["eval/alpha"]
+    sd = load_file(result.draft_dir / "model.safetensors")
+    assert {v.dtype for v in sd.values()} == {torch.bfloat16}

@@ -64,6 +64,18 @@ def test_deepspeed_config_follows_the_recipe():
     )
 
 
+def test_bf16_is_autocast_below_zero3_and_deepspeed_bf16_at_zero3():
+    import torch
+
+    from draftforge.distill.engine import autocast_dtype
+
+    z2 = _recipe(deepspeed={"zero_stage": 2, "precision": "bf16"})
+    assert autocast_dtype(z2) == torch.bfloat16 and "bf16" not in deepspeed_config(z2, world=1)
+    z3 = _recipe(deepspeed={"zero_stage": 3, "precision": "bf16"})
+    assert autocast_dtype(z3) is None and deepspeed_config(z3, world=1)["bf16"] == {"enabled": True}
+    assert autocast_dtype(_recipe()) is None
+
+
 def test_offload_needs_zero():
     with pytest.raises(DraftforgeError, match="offload_params needs zero_stage 3"):
         _recipe(deepspeed={"zero_stage": 2, "offload_params": True})

@@ -89,11 +89,22 @@ def deepspeed_config(recipe, world: int) -> dict[str, Any]:
     }
     if opt.grad_clip > 0:
         cfg["gradient_clipping"] = opt.grad_clip
-    if ds.precision == "bf16":
+    if ds.precision == "bf16" and autocast_dtype(recipe) is None:
         cfg["bf16"] = {"enabled": True}
     elif ds.precision == "fp16":
         cfg["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16}
     return cfg
+
+
+def autocast_dtype(recipe) -> torch.dtype | None:
+    """bf16 below ZeRO-3 is torch autocast over fp32 parameters (standard PyTorch mixed precision,
+    no DeepSpeed precision wrapper, the same scheme a hand-written loop uses); under ZeRO-3 the
+    parameters themselves are bf16 (DeepSpeed's bf16 mode) to halve the sharded memory. fp16 always
+    uses DeepSpeed's fp16 mode with dynamic loss scaling."""
+    ds = recipe.deepspeed
+    if ds.precision == "bf16" and ds.zero_stage < 3:
+        return torch.bfloat16
+    return None
 
 
 def teacher_deepspeed_config(recipe, world: int) -> dict[str, Any]:

@@ -25,7 +25,14 @@ from pathlib import Path
 import torch
 
 from draftforge.distill.data import BatchSampler, DistillData, prepare_data
-from draftforge.distill.engine import Dist, setup_distributed, student_engine, teacher_engine
+from draftforge.distill.engine import (
+    TORCH_DTYPES,
+    Dist,
+    autocast_dtype,
+    setup_distributed,
+    student_engine,
+    teacher_engine,
+)
 from draftforge.distill.losses import IGNORE_INDEX, distill_loss, teacher_logprobs_from_topk, topk_teacher
 from draftforge.distill.recipe import RandomTarget, Recipe
 from draftforge.distill.runstate import (  # noqa: F401  (METRICS, CHECKPOINTS: re-exported for callers)
@@ -124,9 +131,25 @@ def on_policy_batch(student, ids: torch.Tensor, cfg, seq_len: int, pad_id: int, 
     return out, mask
 
 
+def mixed_precision(device: str, dtype: torch.dtype | None):
+    """torch autocast for the forward passes (a no-op context when `dtype` is None)."""
+    return torch.autocast(
+        "cuda" if device.startswith("cuda") else "cpu",
+        dtype=dtype or torch.float32,
+        enabled=dtype is not None,
+    )
+
+
 @torch.no_grad()
 def evaluate(
-    student, teacher, data: DistillData, cfg, micro_batch: int, loss_cfg, dist: Dist
+    student,
+    teacher,
+    data: DistillData,
+    cfg,
+    micro_batch: int,
+    loss_cfg,
+    dist: Dist,
+    amp: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Acceptance proxy on the held-out blocks: eval/alpha (Σ min(p, q)), eval/greedy_agree and
     eval/loss, token-weighted over this rank's share of `cfg.max_batches` batches, reduced over ranks."""
@@ -147,8 +170,9 @@ def evaluate(
         start = b * micro_batch if counted else 0
         ids = data.eval_ids[start : start + micro_batch].to(dist.device)
         mask = data.eval_mask[start : start + micro_batch].to(dist.device)
-        t = teacher_logits(teacher, ids)
-        s = student(input_ids=ids).logits
+        with mixed_precision(dist.device, amp):
+            t = teacher_logits(teacher, ids)
+            s = student(input_ids=ids).logits
         acc = acceptance_from_logits(s, t, mask, temperature=cfg.temperature)
         loss, _ = distill_loss(
             s,
@@ -256,12 +280,15 @@ def run(
     tokens_per_step = opt.micro_batch_size * opt.grad_accum * dist.world * recipe.data.seq_len
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     synced = dist.world > 1 and recipe.deepspeed.zero_stage == 3
+    amp = autocast_dtype(recipe)  # bf16 below ZeRO-3: autocast over fp32 parameters
 
     manifest_path = out / "initial_metrics.json"
     if resume and manifest_path.is_file():
         initial = json.loads(manifest_path.read_text())
     else:
-        initial = evaluate(engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist)
+        initial = evaluate(
+            engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist, amp
+        )
         if dist.is_main:
             manifest_path.write_text(json.dumps(initial))
             log.write(0, initial)
@@ -286,16 +313,18 @@ def run(
                 mask = data.train_mask[idx].to(dist.device)  # (B, T)
                 cached = None
                 if on_policy:
-                    ids, mask = on_policy_batch(
-                        engine.module, ids, recipe.data.on_policy, recipe.data.seq_len, pad_id, synced
-                    )
+                    with mixed_precision(dist.device, amp):
+                        ids, mask = on_policy_batch(
+                            engine.module, ids, recipe.data.on_policy, recipe.data.seq_len, pad_id, synced
+                        )
                 elif topk is not None:
                     cached = teacher_logprobs_from_topk(
                         topk["values"][idx].to(dist.device),
                         topk["indices"][idx].to(dist.device),
                         shape.vocab_size,
                     )
-                loss, parts = loss_step(engine, teacher, ids, mask, recipe.loss, cached)
+                with mixed_precision(dist.device, amp):
+                    loss, parts = loss_step(engine, teacher, ids, mask, recipe.loss, cached)
                 if not torch.isfinite(loss).all():
                     raise DraftforgeError(
                         f"the loss became {float(loss.detach())} at step {state.step + 1}; training stopped and the last good "
@@ -330,7 +359,14 @@ def run(
             if state.step % recipe.eval.every_steps == 0 or state.step == opt.max_steps:
                 metrics.update(
                     evaluate(
-                        engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist
+                        engine.module,
+                        teacher,
+                        data,
+                        recipe.eval,
+                        opt.micro_batch_size,
+                        recipe.loss,
+                        dist,
+                        amp,
                     )
                 )
                 last.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
@@ -349,7 +385,7 @@ def run(
     tps = (state.tokens - tok0) / max(elapsed, 1e-9)
     if "eval/alpha" not in last:
         last.update(
-            evaluate(engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist)
+            evaluate(engine.module, teacher, data, recipe.eval, opt.micro_batch_size, recipe.loss, dist, amp)
         )
     final = {
         "train/loss": last["train/loss"],
@@ -416,6 +452,9 @@ def export(
     sd = gather_state_dict(engine, recipe.deepspeed.zero_stage)
     if not dist.is_main:
         return
+    if recipe.deepspeed.precision != "fp32":  # ship the weights in the precision the draft was trained for
+        half = TORCH_DTYPES[recipe.deepspeed.precision]
+        sd = {k: v.to(half) if v.is_floating_point() else v for k, v in sd.items()}
     target = target_info(recipe)
     if isinstance(recipe.target, RandomTarget):
         target["path"] = str((out / "teacher").resolve())
