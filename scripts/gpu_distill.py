@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--cpu", action="store_true", help="reduced mode on CPU with tiny models")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--micro-batch", type=int, default=None)
     ap.add_argument("--seq-len", type=int, default=None)
     args = ap.parse_args()
@@ -66,7 +66,7 @@ def main() -> None:
     device = "cuda" if cuda else "cpu"
     teacher = SMOLLM2 if cuda else TINY
     student = teacher  # a SmolLM2-sized student
-    steps = args.steps or (30 if cuda else 4)
+    steps = args.steps or (40 if cuda else 4)
     micro = args.micro_batch or (16 if cuda else 2)
     seq = args.seq_len or (512 if cuda else 64)
     precision = "bf16" if cuda else "fp32"
