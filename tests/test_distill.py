@@ -465,3 +465,17 @@ def test_bf16_autocast_run_exports_bf16_weights(tmp_path):
     assert result.final_metrics["eval/alpha"] > result.initial_metrics["eval/alpha"]
     sd = load_file(result.draft_dir / "model.safetensors")
     assert {v.dtype for v in sd.values()} == {torch.bfloat16}
+
+
+def test_recipe_publish_section_hands_the_draft_to_publish(tmp_path):
+    dry = tmp_path / "hub-repo"
+    train_mod.run(
+        _recipe(
+            tmp_path / "pub",
+            "optim.max_steps=2",
+            f"publish={{repo_id: me/tiny-draft, dry_run: {dry}, force: true}}",
+        ),
+        progress=False,
+    )
+    assert (dry / "README.md").is_file() and (dry / "model.safetensors").is_file()
+    assert (dry / "draftforge.json").is_file()

@@ -228,6 +228,9 @@ class PublishSection(_Section):
     dry_run: str | None = Field(
         None, description="Write the repository to this new folder instead of uploading."
     )
+    force: bool = Field(
+        False, description="Publish even where draftforge publish would refuse (no eval report)."
+    )
 
 
 class Recipe(_Section):
