@@ -479,3 +479,36 @@ def test_recipe_publish_section_hands_the_draft_to_publish(tmp_path):
     )
     assert (dry / "README.md").is_file() and (dry / "model.safetensors").is_file()
     assert (dry / "draftforge.json").is_file()
+
+
+def test_smollm2_chat_template_masks_only_the_assistant_turn(smollm2_path):
+    from transformers import AutoTokenizer
+
+    from draftforge.distill.data import encode_chat
+
+    tok = AutoTokenizer.from_pretrained(smollm2_path)
+    messages = [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+    ]
+    ids, mask = encode_chat(messages, tok)
+    assert (
+        tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == "Hello! How can I help?<|im_end|>\n"
+    )
+    assert tok.decode(ids).startswith("<|im_start|>system")
+
+
+def test_local_parquet_and_jsonl_sources_together(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list([{"text": f"parquet record {i} " * 20} for i in range(5)]).to_parquet(
+        str(tmp_path / "a.parquet")
+    )
+    (tmp_path / "b.jsonl").write_text(
+        "".join(json.dumps({"text": f"json record {i} " * 20}) + "\n" for i in range(4))
+    )
+    recipe = load_recipe(
+        SMOKE, ["data.source=[a.parquet, b.jsonl]", "data.format=auto", "data.max_records=null"]
+    )
+    records = load_records(recipe.data, tmp_path)
+    assert len(records) == 9 and {r["text"].split()[0] for r in records} == {"parquet", "json"}
