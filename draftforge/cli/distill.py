@@ -130,7 +130,16 @@ def _launch(recipe: str, sets: list[str], resume: bool, nproc: int, launcher: st
             *worker,
         ]
     elif launcher == "deepspeed":
-        cmd = ["deepspeed", f"--num_gpus={nproc}", "--module", *worker[1:]]
+        import os
+        import shutil
+
+        beside = os.path.join(
+            os.path.dirname(sys.executable), "deepspeed"
+        )  # the launcher of this environment
+        exe = beside if os.path.isfile(beside) else shutil.which("deepspeed")
+        if exe is None:
+            raise DraftforgeError("the deepspeed launcher is not installed here; use --launcher torchrun")
+        cmd = [exe, f"--num_gpus={nproc}", "--module", *worker[1:]]
     else:
         raise DraftforgeError(f"--launcher must be torchrun or deepspeed, got {launcher!r}")
     if not as_json:
