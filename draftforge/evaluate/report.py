@@ -170,6 +170,7 @@ def plot_acceptance(report: dict[str, Any], path: str | os.PathLike) -> Path:
     for r in report["results"]:
         ys = [float("nan") if a is None else a for a in r["per_position_acceptance"]]
         ax.plot(range(1, len(ys) + 1), ys, marker="o", label=f"γ={r['gamma']} (α={_fmt(r['alpha'], '.2f')})")
+    ax.set_xticks(range(1, max(r["gamma"] for r in report["results"]) + 1))
     ax.set_xlabel("draft position k")
     ax.set_ylabel("P(accept k | 1..k-1 accepted)")
     ax.set_ylim(0, 1.02)
