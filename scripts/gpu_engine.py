@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
             a, f"draft L{args.draft_layers} -> {args.target} ({weights}, {device})", gamma, len(prompts), n
         )
         report["runs"].append({"gamma": gamma, **a})
-    report["overhead"] = overhead(target, prompts[0], max(gammas))
-    print_b(report["overhead"], max(gammas))
+    gamma_b = max(r["gamma"] for r in report["runs"])
+    report["overhead"] = overhead(target, prompts[0], gamma_b)
+    print_b(report["overhead"], gamma_b)
     report["wall_s"] = time.perf_counter() - start
     path = write_json(Path(out_dir) / "gpu_engine.json", report)
     print(f"wrote {path} in {report['wall_s']:.0f} s")
