@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--gammas", default="2,4", help="comma-separated γ values")
     ap.add_argument("--num-prompts", type=int, default=None, help="default 3 on CUDA, 2 on CPU")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default 64 on CUDA, 16 on CPU")
+    ap.add_argument("--dtype", default=None, help="bfloat16 or float32 (default: bfloat16 on CUDA)")
     ap.add_argument(
         "--budget-s", type=float, default=100.0, help="start no new γ after half this many seconds"
     )
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
+    if args.dtype is not None:
+        dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.dtype]
     num_prompts = args.num_prompts or (3 if cuda else 2)
     n = args.max_new_tokens or (64 if cuda else 16)
     gammas = [int(g) for g in args.gammas.split(",") if g.strip()]
