@@ -84,6 +84,16 @@ def compare(target, draft, prompts: list[list[int]], gamma: int, n: int, eos, re
 
     totals = {"ours": [0, 0.0], "hf": [0, 0.0], "base": [0, 0.0], "hf_base": [0, 0.0]}
     identical = True
+    # prompts on which two outputs agree, and where they first diverge (bf16 rounding can flip a
+    # near-tie argmax between a 1-token and a (γ+1)-token forward; fp32 should agree everywhere)
+    pairs = {
+        "ours_vs_hf_assisted": ("ours", "hf"),
+        "ours_vs_target_alone": ("ours", "base"),
+        "target_alone_vs_hf_greedy": ("base", "hf_base"),
+        "hf_assisted_vs_hf_greedy": ("hf", "hf_base"),
+    }
+    agree = {name: 0 for name in pairs}
+    first_divergence: dict[str, list[int | None]] = {name: [] for name in pairs}
     ratios, accepted, iterations, draft_s, verify_s = [], 0, 0, 0.0, 0.0
     for rep in range(repeats):
         for i, ids in enumerate(prompts):
@@ -108,6 +118,13 @@ def compare(target, draft, prompts: list[list[int]], gamma: int, n: int, eos, re
             engine._sync(device)
             got["hf_base"] = (ref, time.perf_counter() - t0)
             identical &= got["ours"][0] == got["hf"][0] == got["base"][0] == ref
+            for name, (x, y) in pairs.items():
+                a, b = got[x][0], got[y][0]
+                agree[name] += a == b
+                diff = next((k for k, (u, v) in enumerate(zip(a, b, strict=False)) if u != v), None)
+                if diff is None and len(a) != len(b):
+                    diff = min(len(a), len(b))
+                first_divergence[name].append(diff)
             for key, (tokens, secs) in got.items():
                 totals[key][0] += len(tokens)
                 totals[key][1] += secs
@@ -126,6 +143,8 @@ def compare(target, draft, prompts: list[list[int]], gamma: int, n: int, eos, re
         "speedup_ours": tps["ours"] / tps["base"],
         "speedup_hf_assisted": tps["hf"] / tps["base"],
         "outputs_identical": identical,
+        "prompts_agreeing": agree,
+        "first_divergence": first_divergence,
     }
 
 
@@ -176,6 +195,8 @@ def print_a(a: dict, pair: str, gamma: int, num_prompts: int, n: int) -> None:
     print(
         f"    greedy outputs identical (ours, HF assisted, target alone, HF greedy): {a['outputs_identical']}"
     )
+    if not a["outputs_identical"]:
+        print(f"    prompts agreeing: {a['prompts_agreeing']}; first divergence: {a['first_divergence']}")
 
 
 def print_b(b: dict, gamma: int) -> None:
