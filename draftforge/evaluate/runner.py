@@ -3,7 +3,7 @@
 `run(EvalConfig) -> report dict` loads both models, checks that they share a tokenizer, decodes every
 prompt with the target alone (the baseline, same engine with γ = 0), with each γ of the sweep, and,
 for greedy runs, with transformers' assisted generation at the first γ given (interleaved with our
-runs prompt by prompt, so both see the same machine load); it also computes the
+runs prompt by prompt, in alternating order, so both see the same machine load); it also computes the
 teacher-forced acceptance proxy on the target's own continuations, and writes the
 `draftforge.eval/1` report (see report.py) plus a PNG of acceptance by draft position.
 """
@@ -179,7 +179,20 @@ def run(config: EvalConfig, progress: Progress | None = None) -> tuple[dict[str,
     proxies: list[dict[str, Any]] = []
     hf_gamma = config.gammas[0]
     hf_tokens, hf_seconds, hf_identical = 0, 0.0, True
+
+    def hf_run(i: int, ids: list[int]) -> list[int]:
+        nonlocal hf_tokens, hf_seconds
+        tokens, secs = engine.hf_assisted_generate(target, draft, ids, hf_gamma, config.max_new_tokens, eos)
+        hf_tokens += len(tokens)
+        hf_seconds += secs
+        step(f"transformers assisted γ={hf_gamma}, prompt {i + 1}")
+        return tokens
+
     for i, ids in enumerate(encoded):
+        # HF assisted runs interleaved with ours, before them on odd prompts and after them on even
+        # ones, so that both see the same machine load on average
+        hf_first = run_hf and i % 2 == 1
+        hf_out = hf_run(i, ids) if hf_first else None
         base = engine.target_generate(target, ids, config.max_new_tokens, sampling, eos, generator(i, 0))
         baseline.append(base)
         step(f"target alone, prompt {i + 1}")
@@ -190,14 +203,10 @@ def run(config: EvalConfig, progress: Progress | None = None) -> tuple[dict[str,
                 )
             )
             step(f"γ={gamma}, prompt {i + 1}")
-        if run_hf:  # interleaved with ours, prompt by prompt, so that both see the same machine load
-            tokens, secs = engine.hf_assisted_generate(
-                target, draft, ids, hf_gamma, config.max_new_tokens, eos
-            )
-            hf_tokens += len(tokens)
-            hf_seconds += secs
-            hf_identical &= tokens == spec[hf_gamma][i].tokens
-            step(f"transformers assisted γ={hf_gamma}, prompt {i + 1}")
+        if run_hf and not hf_first:
+            hf_out = hf_run(i, ids)
+        if run_hf:
+            hf_identical &= hf_out == spec[hf_gamma][i].tokens
         proxies.append(proxy_alpha(draft, target, ids, base.tokens, config.temperature))
         step(f"proxy, prompt {i + 1}")
 
