@@ -35,3 +35,20 @@ def smollm2_path() -> Path:
         return smollm2_path()
     except (DraftforgeError, OSError) as exc:
         pytest.skip(f"SmolLM2-135M-Instruct is not available offline: {exc}")
+
+
+_LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_launcher_env():
+    """A single-process distill run inside the test process sets RANK/MASTER_PORT (as a launcher would)
+    and keeps its process group, and so its port. Restore the variables after each test, so that a
+    later test's subprocess does not inherit them and try to rendezvous on that port."""
+    saved = {k: os.environ.get(k) for k in _LAUNCHER_VARS}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
