@@ -35,22 +35,3 @@ def smollm2_path() -> Path:
         return smollm2_path()
     except (DraftforgeError, OSError) as exc:
         pytest.skip(f"SmolLM2-135M-Instruct is not available offline: {exc}")
-
-
-_LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-#: the launcher variables as the test session found them (normally none)
-_LAUNCHER_ENV_AT_START = {k: os.environ.get(k) for k in _LAUNCHER_VARS}
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_launcher_env():
-    """A single-process distill run inside the test process (a test, or a module-scoped fixture, which
-    runs before this fixture's setup) sets RANK/MASTER_PORT as a launcher would and keeps its process
-    group, and so its port. Reset the variables to the session's start after each test, so that a later
-    test's subprocess does not inherit them and try to rendezvous on that port."""
-    yield
-    for key, value in _LAUNCHER_ENV_AT_START.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value

@@ -264,68 +264,15 @@ def test_cli_dry_run_and_errors(tmp_path):
     assert "optim.lr" in r.stderr and "deepspeed.zero_stage" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.slow
-def test_two_process_zero2_matches_single_process_curve(tmp_path):
-    """Two gloo ranks with ZeRO-2 and micro-batch 2 see exactly the batches of one rank with micro-batch 4."""
-    common = ("optim.max_steps=10", "output.log_every=1", "eval.every_steps=100", "deepspeed.threads=1")
-    single = tmp_path / "single"
-    train_mod.run(_recipe(single, *common, "optim.micro_batch_size=4"), progress=False)
-    two = tmp_path / "two"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    sets = [
-        a
-        for s in (*common, "optim.micro_batch_size=2", "deepspeed.zero_stage=2", f"output.dir={two}")
-        for a in ("--set", s)
-    ]
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "draftforge.distill.train",
-            str(SMOKE),
-            "--no-progress",
-            *sets,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    a, b = _losses(single), _losses(two)
-    assert sorted(a) == sorted(b) == list(range(1, 11))
-    for step in a:
-        assert b[step] == pytest.approx(a[step], rel=2e-2), (step, a[step], b[step])
-    assert read_manifest(two / "draft")["steps"] == 10
+def _child_env() -> dict[str, str]:
+    """This environment without launcher variables, one OpenMP thread per child process."""
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    return {**{k: v for k, v in os.environ.items() if k not in launcher}, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.slow
-def test_two_process_zero3_with_partitioned_teacher(tmp_path):
-    """ZeRO-3 student and a ZeRO-3-partitioned teacher on two gloo ranks: trains, gathers, exports."""
-    from safetensors.torch import load_file
-
-    out = tmp_path / "z3"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    sets = (
-        "optim.max_steps=4",
-        "optim.micro_batch_size=2",
-        "deepspeed.zero_stage=3",
-        "deepspeed.teacher_zero3=true",
-        "eval.every_steps=2",
-        "eval.max_batches=3",
-        "output.save_every=2",
-        "deepspeed.threads=1",
-        f"output.dir={out}",
-    )
-    r = subprocess.run(
+def _torchrun_two_ranks(sets) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 -m draftforge.distill.train` on the smoke recipe."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -341,8 +288,46 @@ def test_two_process_zero3_with_partitioned_teacher(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env=_child_env(),
     )
+
+
+@pytest.mark.slow
+def test_two_process_zero2_matches_single_process_curve(tmp_path):
+    """Two gloo ranks with ZeRO-2 and micro-batch 2 see exactly the batches of one rank with micro-batch 4."""
+    common = ("optim.max_steps=10", "output.log_every=1", "eval.every_steps=100", "deepspeed.threads=1")
+    single = tmp_path / "single"
+    train_mod.run(_recipe(single, *common, "optim.micro_batch_size=4"), progress=False)
+    two = tmp_path / "two"
+    r = _torchrun_two_ranks(
+        (*common, "optim.micro_batch_size=2", "deepspeed.zero_stage=2", f"output.dir={two}")
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _losses(single), _losses(two)
+    assert sorted(a) == sorted(b) == list(range(1, 11))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=2e-2), (step, a[step], b[step])
+    assert read_manifest(two / "draft")["steps"] == 10
+
+
+@pytest.mark.slow
+def test_two_process_zero3_with_partitioned_teacher(tmp_path):
+    """ZeRO-3 student and a ZeRO-3-partitioned teacher on two gloo ranks: trains, gathers, exports."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "z3"
+    sets = (
+        "optim.max_steps=4",
+        "optim.micro_batch_size=2",
+        "deepspeed.zero_stage=3",
+        "deepspeed.teacher_zero3=true",
+        "eval.every_steps=2",
+        "eval.max_batches=3",
+        "output.save_every=2",
+        "deepspeed.threads=1",
+        f"output.dir={out}",
+    )
+    r = _torchrun_two_ranks(sets)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["final_metrics"]["eval/alpha"] > summary["initial_metrics"]["eval/alpha"]
@@ -417,11 +402,7 @@ def test_a_killed_run_resumes_exactly(tmp_path):
 
     sets = ("optim.max_steps=60", "output.save_every=3", "output.log_every=1", "eval.every_steps=1000")
     killed = tmp_path / "killed"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
+    env = _child_env()
     proc = subprocess.Popen(
         [
             sys.executable,

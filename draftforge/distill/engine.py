@@ -7,9 +7,11 @@ teacher partitioned with ZeRO-3 when it does not fit one device.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _single_process_vars() -> dict[str, str]:
+    """What a launcher would set for rank 0 of a one-process group on a free local port."""
+    return dict(
+        RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
+    )
+
+
+@contextlib.contextmanager
+def single_process_env() -> Iterator[None]:
+    """Without a launcher, pose as rank 0 of 1 for the duration (DeepSpeed reads these variables), then
+    put the environment back: the process group, and so its port, stays alive, and processes started
+    later must not inherit the variables and try to rendezvous on that port."""
+    if "RANK" in os.environ:
+        yield
+        return
+    added = _single_process_vars()
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 def setup_distributed(ds) -> Dist:
     """Initialise the process group (idempotent). Without a launcher's env vars this is a
     one-process group on a free local port; the backend is nccl on CUDA and gloo on CPU."""
@@ -51,10 +77,8 @@ def setup_distributed(ds) -> Dist:
         raise DraftforgeError(
             "deepspeed.device is cuda but no CUDA device is visible; set deepspeed.device cpu"
         )
-    if "RANK" not in os.environ:
-        os.environ.update(
-            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
-        )
+    if "RANK" not in os.environ:  # a direct caller outside `single_process_env` (a benchmark process)
+        os.environ.update(_single_process_vars())
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     backend = ds.backend if ds.backend != "auto" else ("nccl" if want_cuda else "gloo")
     if not dist.is_initialized():

@@ -30,6 +30,7 @@ from draftforge.distill.engine import (
     Dist,
     autocast_dtype,
     setup_distributed,
+    single_process_env,
     student_engine,
     teacher_engine,
 )
@@ -212,6 +213,11 @@ def run(
     `stop_after` ends the loop early after that many optimizer steps (a checkpoint is written
     there), which is what an interrupted run looks like; tests use it to check resume.
     """
+    with single_process_env():
+        return _run(recipe, resume, progress, stop_after)
+
+
+def _run(recipe: Recipe, resume: bool, progress: bool, stop_after: int | None) -> DistillResult:
     if recipe.deepspeed.device == "cpu" or not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before anything imports deepspeed
     dist = setup_distributed(recipe.deepspeed)

@@ -412,7 +412,7 @@ def hf_assisted_generate(
     gen_config.num_assistant_tokens_schedule = "constant"
     gen_config.assistant_confidence_threshold = 0.0
     draft_model.generation_config = gen_config
-    pad = eos_token_id if isinstance(eos_token_id, int) else (list(eos_token_id)[0] if eos_token_id else 0)
+    pad = _pad_id(eos_token_id)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -437,13 +437,20 @@ def hf_assisted_generate(
     return out[0, prompt.shape[1] :].tolist(), seconds
 
 
+def _pad_id(eos_token_id: Any) -> int:
+    """A pad id for `generate` (batch size 1, so only its presence matters): the (first) EOS id, or 0."""
+    if isinstance(eos_token_id, int):
+        return eos_token_id
+    return list(eos_token_id)[0] if eos_token_id else 0
+
+
 def hf_greedy_generate(
     target: Any, prompt_ids: Sequence[int] | torch.Tensor, max_new_tokens: int, eos_token_id: Any = None
 ) -> list[int]:
     """transformers' plain greedy `generate` (the reference output for equality tests)."""
     device = next(target.parameters()).device
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).reshape(1, -1)
-    pad = eos_token_id if isinstance(eos_token_id, int) else 0
+    pad = _pad_id(eos_token_id)
     with torch.inference_mode():
         out = target.generate(
             input_ids=prompt,
